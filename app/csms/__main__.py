@@ -1,0 +1,3 @@
+from csms.cli import main
+
+main()

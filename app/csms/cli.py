@@ -1,0 +1,98 @@
+"""The `csms` command: `csms serve` runs the central system, `csms simulate` a fleet."""
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, get_type_hints
+
+from csms.config import Settings, SettingsError, env_key
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    hints = get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [{env_key(f.name)}]"
+        if hints[f.name] is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from csms.observability.logging import configure
+    from csms.state.registry import RegistryError, load_stations
+
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+             if getattr(args, f.name) is not None}
+    # Flags become environment variables so every uvicorn worker reads the same settings.
+    for name, value in flags.items():
+        os.environ[env_key(name)] = str(value)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"csms: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_json)
+    if settings.stations:
+        try:
+            count = len(load_stations(settings.stations))
+        except RegistryError as exc:
+            print(f"csms: {exc}", file=sys.stderr)
+            return 2
+    else:
+        count = 0
+    import uvicorn
+
+    scheme = "wss" if settings.ssl_certfile else "ws"
+    host = "127.0.0.1" if settings.host == "0.0.0.0" else settings.host
+    print(f"csms: {count} registered stations"
+          f"{' (unknown stations accepted)' if settings.accept_unknown else ''}\n"
+          f"csms: stations connect to {scheme}://{host}:{settings.port}/ocpp/{{station_id}}\n"
+          f"csms: API docs at {scheme.replace('ws', 'http')}://{host}:{settings.port}/docs",
+          file=sys.stderr, flush=True)
+    ping = settings.ping_interval or None
+    options: dict[str, Any] = dict(
+        host=settings.host, port=settings.port, workers=settings.workers, factory=True,
+        ws=settings.ws, ws_max_size=settings.max_frame_size, ws_ping_interval=ping,
+        ws_ping_timeout=settings.ping_timeout if ping else None, ws_per_message_deflate=True,
+        timeout_graceful_shutdown=int(settings.graceful_timeout),
+        proxy_headers=settings.proxy_headers, forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level=settings.log_level, access_log=False, lifespan="on",
+        ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
+        ssl_ca_certs=settings.ssl_ca_certs, loop="auto", http="auto",
+    )
+    if settings.ssl_ca_certs:
+        import ssl
+
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    uvicorn.run("csms.web.app:app_from_env", **options)
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from csms.simulate.fleet import run
+
+    return run(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="csms", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the central system")
+    _add_settings_flags(serve_parser)
+    serve_parser.set_defaults(run=serve)
+    from csms.simulate.options import add_options
+
+    sim = commands.add_parser("simulate", help="run a simulated fleet of stations")
+    add_options(sim)
+    sim.set_defaults(run=simulate)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    sys.exit(args.run(args))

@@ -1,0 +1,44 @@
+"""Logging set-up: plain lines on a terminal, one JSON object per line in a cluster."""
+
+import json
+import logging
+import sys
+from typing import Any
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        station = getattr(record, "station", None)
+        if station is not None:
+            entry["station"] = station
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class StationFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        station = getattr(record, "station", None)
+        if station is not None:
+            record.msg = f"[{station}] {record.msg}"
+            text = super().format(record)
+            return text
+        return super().format(record)
+
+
+def configure(level: str = "info", json_lines: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(StationFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("csms")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,362 @@
+"""One station's OCPP-J conversation, without I/O.
+
+The adapter calls `receive(text)` for every text frame and gives the session an async `send`.
+`receive` never blocks: handlers run inline until they wait (see `eager`), so replies to our
+own CALLs are matched while a handler awaits the station. Our CALLs go out one at a time per
+station (OCPP-J §4.1.1), the rest wait in order on a FIFO lock.
+"""
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from csms.protocol import frames, schemas
+from csms.protocol.eager import run_eagerly
+from csms.protocol.errors import (
+    KNOWN_CODES,
+    CallErrorReceived,
+    CallTimeout,
+    ErrorCode,
+    FrameError,
+    NotConnected,
+    PayloadInvalid,
+    ResponseInvalid,
+    RpcError,
+)
+from csms.protocol.router import Context, Payload, RouteTable, to_payload
+from csms.protocol.versions import V21
+
+Sender = Callable[[str], Awaitable[None]]
+logger = logging.getLogger("csms.session")
+
+# Unique across processes (random prefix) and within one (counter): fits string[36].
+_ids = itertools.count(1)
+_prefix = os.urandom(4).hex()
+
+
+def next_message_id() -> str:
+    return f"{_prefix}-{next(_ids)}"
+
+
+class SessionHooks(Protocol):
+    """What the session reports: metrics and events hang off these."""
+
+    def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        """A station CALL (or SEND) was answered; outcome is 'ok' or the CALLERROR code."""
+
+    def outbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        """Our CALL finished: 'ok', the station's error code, 'timeout', 'invalid', 'closed'."""
+
+    def accepted(self, station_id: str, version: str, action: str, payload: Payload) -> None:
+        """A station message was accepted (answered with a CALLRESULT, or a valid SEND)."""
+
+    def unexpected(self, version: str, kind: str) -> None:
+        """A frame that matched nothing: a late reply, an unknown id, a malformed reply."""
+
+
+class NoHooks:
+    def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def outbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def accepted(self, station_id: str, version: str, action: str, payload: Payload) -> None:
+        pass
+
+    def unexpected(self, version: str, kind: str) -> None:
+        pass
+
+
+class _Pending:
+    __slots__ = ("action", "future", "message_id")
+
+    def __init__(self, message_id: str, action: str, future: "asyncio.Future[Payload]"):
+        self.message_id = message_id
+        self.action = action
+        self.future = future
+
+
+class Session:
+    def __init__(
+        self,
+        station_id: str,
+        version: str,
+        table: RouteTable,
+        send: Sender,
+        *,
+        station: Any = None,
+        hooks: SessionHooks | None = None,
+        call_timeout: float = 30.0,
+    ) -> None:
+        self.station_id = station_id
+        self.version = version
+        self._table = table
+        self._send = send
+        self._hooks: SessionHooks = hooks or NoHooks()
+        self.call_timeout = call_timeout
+        self.log = logging.LoggerAdapter(logger, {"station": station_id})
+        self.context = Context(station_id, version, self, station, self.log)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._call_lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self.closed: str | None = None  # the reason, once closed
+        self.connected_at = time.time()
+        self.last_message_at = self.connected_at
+
+    # -- frames from the station ---------------------------------------------------------
+
+    def receive(self, text: str | bytes) -> None:
+        """Handle one frame. Every CALL gets exactly one CALLRESULT or CALLERROR."""
+        self.last_message_at = time.time()
+        if logger.isEnabledFor(logging.DEBUG):
+            self.log.debug("received %s", text)
+        try:
+            frame = frames.parse(text)
+        except FrameError as exc:
+            self._reply_error(exc.message_id, exc)
+            return
+        kind = frame[0]
+        if kind == frames.CALL:
+            self._on_call(frame)
+        elif kind == frames.CALLRESULT:
+            self._on_result(frame)
+        elif kind == frames.CALLERROR:
+            self._on_error(frame)
+        elif kind == frames.SEND and self.version == V21:
+            self._on_send(frame)
+        elif kind == frames.CALLRESULTERROR and self.version == V21:
+            self._on_result_error(frame)
+        else:
+            message_id = frame[1] if len(frame) > 1 and frames.valid_id(frame[1]) else "-1"
+            self._reply_error(
+                message_id,
+                RpcError(
+                    ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED,
+                    f"message type {kind} is not supported on OCPP {self.version}",
+                ),
+            )
+
+    def _on_call(self, frame: list[Any]) -> None:
+        if len(frame) < 2 or not frames.valid_id(frame[1]):
+            self._reply_error("-1", RpcError(
+                ErrorCode.RPC_FRAMEWORK_ERROR, "message id is missing or not a string[36]"))
+            return
+        message_id = frame[1]
+        if len(frame) != 4 or type(frame[2]) is not str:
+            self._reply_error(message_id, RpcError(
+                ErrorCode.RPC_FRAMEWORK_ERROR,
+                "a CALL is [2, messageId, action, payload]"))
+            return
+        if type(frame[3]) is not dict:
+            self._reply_error(message_id, RpcError(
+                ErrorCode.FORMAT_VIOLATION, "payload is not a JSON object"))
+            return
+        run_eagerly(self._handle_call(message_id, frame[2], frame[3]), self._tasks)
+
+    async def _handle_call(self, message_id: str, action: str, payload: Payload) -> None:
+        start = time.perf_counter()
+        try:
+            response = await self._dispatch(action, payload)
+        except RpcError as exc:
+            self._hooks.inbound(self.version, action, exc.code.wire(self.version),
+                                time.perf_counter() - start)
+            await self._write(frames.error(
+                message_id, exc.code.wire(self.version), exc.description, exc.details))
+            return
+        await self._write(frames.result(message_id, response))
+        self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
+        self._hooks.accepted(self.station_id, self.version, action, payload)
+        route = self._table.routes[action]
+        for hook in route.afters:
+            run_eagerly(self._after(hook, payload, response), self._tasks)
+
+    async def _dispatch(self, action: str, payload: Payload) -> Payload:
+        route = self._table.get(action)
+        if route is None:
+            if action in self._table.known:
+                raise RpcError(ErrorCode.NOT_SUPPORTED, f"{action} is not supported here")
+            raise RpcError(ErrorCode.NOT_IMPLEMENTED,
+                           f"{action} is not an OCPP {self.version} action")
+        route.request.check(payload)
+        try:
+            result = route.invoke(payload, self.context)
+            if route.is_async:
+                result = await result
+            response = to_payload(result)
+        except RpcError:
+            raise  # the handler's deliberate CALLERROR
+        except Exception:
+            self.log.exception("%s handler failed", action)
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+        try:
+            route.response.check(response)
+        except RpcError as exc:
+            # Our handler produced a payload the schema rejects: our bug, never sent on.
+            self.log.error("%s handler returned an invalid payload: %s", action, exc.description)
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+        return response
+
+    async def _after(self, hook: Any, payload: Payload, response: Payload) -> None:
+        try:
+            result = hook(payload, response, self.context)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            self.log.exception("after-hook %s failed", getattr(hook, "__qualname__", hook))
+
+    def _on_send(self, frame: list[Any]) -> None:
+        # SEND is never answered, not even when it is malformed (OCPP-J 2.1 §4.2.4).
+        if (len(frame) != 4 or not frames.valid_id(frame[1]) or type(frame[2]) is not str
+                or type(frame[3]) is not dict):
+            self._hooks.unexpected(self.version, "malformed_send")
+            return
+        run_eagerly(self._handle_send(frame[2], frame[3]), self._tasks)
+
+    async def _handle_send(self, action: str, payload: Payload) -> None:
+        start = time.perf_counter()
+        try:
+            await self._dispatch(action, payload)
+        except RpcError as exc:
+            self.log.warning("SEND %s dropped: %s", action, exc)
+            self._hooks.inbound(self.version, action, exc.code.wire(self.version),
+                                time.perf_counter() - start)
+            return
+        self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
+        self._hooks.accepted(self.station_id, self.version, action, payload)
+
+    # -- replies to our CALLs ------------------------------------------------------------
+
+    def _match(self, frame: list[Any], kind: str) -> _Pending | None:
+        pending = self._pending
+        if len(frame) < 2 or pending is None or frame[1] != pending.message_id \
+                or pending.future.done():
+            self.log.warning("unexpected %s %s", kind, str(frame)[:200])
+            self._hooks.unexpected(self.version, kind)
+            return None
+        return pending
+
+    def _on_result(self, frame: list[Any]) -> None:
+        pending = self._match(frame, "callresult")
+        if pending is None:
+            return
+        payload = frame[2] if len(frame) == 3 else None
+        try:
+            if type(payload) is not dict:
+                raise RpcError(ErrorCode.RPC_FRAMEWORK_ERROR,
+                               "a CALLRESULT is [3, messageId, payload]")
+            schemas.response(self.version, pending.action).check(payload)
+        except RpcError as exc:
+            pending.future.set_exception(ResponseInvalid(pending.action, exc))
+            if self.version == V21:
+                run_eagerly(self._write(frames.result_error(
+                    pending.message_id, exc.code.wire(self.version), exc.description,
+                    exc.details)), self._tasks)
+            return
+        pending.future.set_result(payload)
+
+    def _on_error(self, frame: list[Any]) -> None:
+        pending = self._match(frame, "callerror")
+        if pending is None:
+            return
+        if (len(frame) != 5 or type(frame[2]) is not str or type(frame[3]) is not str
+                or type(frame[4]) is not dict):
+            pending.future.set_exception(ResponseInvalid(pending.action, RpcError(
+                ErrorCode.RPC_FRAMEWORK_ERROR,
+                "a CALLERROR is [4, messageId, errorCode, errorDescription, errorDetails]")))
+            return
+        if frame[2] not in KNOWN_CODES:
+            self.log.warning("station sent unknown error code %r", frame[2])
+        pending.future.set_exception(CallErrorReceived(frame[2], frame[3], frame[4]))
+
+    def _on_result_error(self, frame: list[Any]) -> None:
+        # The station rejected one of our CALLRESULTs: nothing to retry, but it is our bug.
+        self.log.error("station rejected our CALLRESULT: %s", str(frame)[:500])
+        self._hooks.unexpected(self.version, "callresulterror")
+
+    # -- our CALLs to the station --------------------------------------------------------
+
+    async def call(self, action: str, payload: Payload, timeout: float | None = None) -> Payload:
+        """CALL the station and return its CALLRESULT payload (see `Context.call`)."""
+        if action not in schemas.actions(self.version):
+            raise PayloadInvalid(action, RpcError(
+                ErrorCode.NOT_IMPLEMENTED, f"{action} is not an OCPP {self.version} action"))
+        try:
+            schemas.request(self.version, action).check(payload)
+        except RpcError as exc:
+            raise PayloadInvalid(action, exc) from None
+        async with self._call_lock:
+            if self.closed is not None:
+                raise NotConnected(f"{self.station_id}: {self.closed}")
+            start = time.perf_counter()
+            message_id = next_message_id()
+            future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
+            self._pending = _Pending(message_id, action, future)
+            outcome = "ok"
+            try:
+                try:
+                    await self._send(frames.call(message_id, action, payload))
+                except Exception as exc:
+                    raise NotConnected(f"{self.station_id}: send failed: {exc}") from None
+                async with asyncio.timeout(self.call_timeout if timeout is None else timeout):
+                    return await future
+            except TimeoutError:
+                outcome = "timeout"
+                raise CallTimeout(f"{self.station_id} did not answer {action} in time") from None
+            except CallErrorReceived as exc:
+                outcome = exc.code
+                raise
+            except ResponseInvalid:
+                outcome = "invalid"
+                raise
+            except NotConnected:
+                outcome = "closed"
+                raise
+            finally:
+                self._pending = None
+                self._hooks.outbound(self.version, action, outcome, time.perf_counter() - start)
+
+    async def send_unconfirmed(self, action: str, payload: Payload) -> None:
+        if self.version != V21:
+            raise PayloadInvalid(action, RpcError(
+                ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED, "SEND exists only in OCPP 2.1"))
+        try:
+            schemas.request(self.version, action).check(payload)
+        except RpcError as exc:
+            raise PayloadInvalid(action, exc) from None
+        if self.closed is not None:
+            raise NotConnected(f"{self.station_id}: {self.closed}")
+        await self._send(frames.send(next_message_id(), action, payload))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Fail the pending and queued CALLs with `NotConnected(reason)`."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        pending = self._pending
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(NotConnected(f"{self.station_id}: {reason}"))
+
+    async def idle(self) -> None:
+        """Wait until every handler and after-hook started so far has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _write(self, text: str) -> None:
+        if self.closed is not None:
+            return
+        try:
+            await self._send(text)
+        except Exception as exc:  # noqa: BLE001 - the socket went away; the reader sees it too
+            self.log.debug("send failed: %s", exc)
+
+    def _reply_error(self, message_id: str, exc: RpcError) -> None:
+        self._hooks.inbound(self.version, "-", exc.code.wire(self.version), 0.0)
+        run_eagerly(self._write(frames.error(
+            message_id, exc.code.wire(self.version), exc.description, exc.details)), self._tasks)

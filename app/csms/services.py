@@ -1,0 +1,27 @@
+"""The state a central system's handlers and API share, each part behind its interface."""
+
+import dataclasses
+
+from csms.state.connections import Connections
+from csms.state.events import EventBus, MemoryEventBus
+from csms.state.registry import MemoryRegistry, StationEntry, StationRegistry
+from csms.state.stations import MemoryStationStore, StationStore
+from csms.state.transactions import MemoryTransactionIds, TransactionIds
+
+
+@dataclasses.dataclass
+class Services:
+    registry: StationRegistry = dataclasses.field(default_factory=MemoryRegistry)
+    stations: StationStore = dataclasses.field(default_factory=MemoryStationStore)
+    transactions: TransactionIds = dataclasses.field(default_factory=MemoryTransactionIds)
+    events: EventBus = dataclasses.field(default_factory=MemoryEventBus)
+    connections: Connections = dataclasses.field(default_factory=Connections)
+    # The entry an unknown station gets when the server runs with accept_unknown.
+    default_entry: StationEntry | None = None
+
+    async def entry(self, station_id: str) -> StationEntry | None:
+        entry = await self.registry.get(station_id)
+        if entry is None and self.default_entry is not None:
+            return dataclasses.replace(self.default_entry, station_id=station_id,
+                                       name=station_id)
+        return entry

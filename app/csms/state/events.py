@@ -1,0 +1,58 @@
+"""The event bus: every accepted station message and every connect and disconnect.
+
+`publish` never blocks the message path. Each subscriber has a bounded queue; when a slow
+subscriber's queue is full the oldest event is dropped and counted, never the message path
+stalled.
+"""
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    station_id: str
+    version: str
+    action: str  # an OCPP action, or "connected" / "disconnected"
+    payload: dict[str, Any]
+    time: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class EventBus(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+    def subscribe(self, maxsize: int = 10_000) -> AsyncIterator[Event]: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+
+class MemoryEventBus:
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[Event]] = []
+        self._dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def publish(self, event: Event) -> None:
+        for queue in self._queues:
+            if queue.full():
+                queue.get_nowait()
+                self._dropped += 1
+            queue.put_nowait(event)
+
+    async def subscribe(self, maxsize: int = 10_000) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._queues.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)

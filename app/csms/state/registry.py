@@ -1,0 +1,134 @@
+"""The station registry: which stations may connect, how they authenticate, what they get.
+
+`load_stations` reads `ChargingStation` manifests from a YAML file or a folder of them. A bad
+file raises `RegistryError` naming the file, the document and the field; the caller keeps the
+registry it had.
+"""
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import jsonschema_rs
+import yaml
+
+from csms.protocol.versions import normalize
+from csms.state.credentials import hash_password
+from csms.state.manifest import MANIFEST_SCHEMA, PROTOCOLS
+
+
+class RegistryError(Exception):
+    """A manifest that cannot become a registry entry."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StationEntry:
+    station_id: str
+    enabled: bool = True
+    versions: tuple[str, ...] = ("2.1", "2.0.1", "1.6")
+    security_profile: int = 0
+    password_hash: str | None = dataclasses.field(default=None, repr=False)
+    heartbeat_interval: int = 300
+    accept_all: bool = False
+    id_tokens: frozenset[str] = frozenset()
+    configuration: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    name: str = ""
+    namespace: str | None = None
+
+
+class StationRegistry(Protocol):
+    async def get(self, station_id: str) -> StationEntry | None: ...
+
+    async def all(self) -> list[StationEntry]: ...
+
+
+class MemoryRegistry:
+    def __init__(self, entries: Iterable[StationEntry] = ()) -> None:
+        self._entries = {e.station_id: e for e in entries}
+
+    async def get(self, station_id: str) -> StationEntry | None:
+        return self._entries.get(station_id)
+
+    async def all(self) -> list[StationEntry]:
+        return list(self._entries.values())
+
+    def replace(self, entries: Iterable[StationEntry]) -> None:
+        self._entries = {e.station_id: e for e in entries}
+
+    def put(self, entry: StationEntry) -> None:
+        self._entries[entry.station_id] = entry
+
+
+_validator = jsonschema_rs.validator_for(MANIFEST_SCHEMA)
+
+
+def config_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def entry_from_manifest(doc: Any, password_hash: str | None = None) -> StationEntry:
+    """Map a validated-or-not manifest to an entry; raise RegistryError naming the field."""
+    errors = list(_validator.iter_errors(doc)) if isinstance(doc, dict) else []
+    if not isinstance(doc, dict):
+        raise RegistryError("a manifest must be a mapping")
+    if errors:
+        err = errors[0]
+        field = ".".join(str(p) for p in err.instance_path) or "(document)"
+        raise RegistryError(f"{field}: {err.message}")
+    spec = doc.get("spec") or {}
+    meta = doc["metadata"]
+    profile = spec.get("securityProfile", 0)
+    password = spec.get("password")
+    if profile in (1, 2) and password is None and password_hash is None:
+        raise RegistryError(f"spec.password: required for securityProfile {profile}")
+    if password is not None and password_hash is None:
+        password_hash = hash_password(password)
+    auth = spec.get("authorization") or {}
+    return StationEntry(
+        station_id=spec.get("stationId", meta["name"]),
+        enabled=spec.get("enabled", True),
+        versions=tuple(normalize(p) for p in PROTOCOLS if p in spec.get("protocols", PROTOCOLS)),
+        security_profile=profile,
+        password_hash=password_hash,
+        heartbeat_interval=spec.get("heartbeatInterval", 300),
+        accept_all=auth.get("acceptAll", False),
+        id_tokens=frozenset(auth.get("idTokens", [])),
+        configuration={k: config_value(v) for k, v in (spec.get("configuration") or {}).items()},
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+    )
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+    if not path.exists():
+        raise RegistryError(f"{path}: no such file or folder")
+    return [path]
+
+
+def load_stations(path: str | Path) -> list[StationEntry]:
+    entries: dict[str, StationEntry] = {}
+    for file in _files(Path(path)):
+        try:
+            docs = list(yaml.safe_load_all(file.read_text()))
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"{file}: not valid YAML: {exc}") from None
+        for index, doc in enumerate(docs, start=1):
+            if doc is None:
+                continue  # an empty document between separators
+            name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+            where = f"{file} document {index}" + (f" ({name})" if name else "")
+            if isinstance(doc, dict) and doc.get("kind") not in (None, "ChargingStation"):
+                continue  # other Kubernetes objects (Secrets, ...) may share the folder
+            try:
+                entry = entry_from_manifest(doc)
+            except RegistryError as exc:
+                raise RegistryError(f"{where}: {exc}") from None
+            if entry.station_id in entries:
+                raise RegistryError(f"{where}: station id {entry.station_id!r} is defined twice")
+            entries[entry.station_id] = entry
+    return list(entries.values())

@@ -1,0 +1,111 @@
+"""What the central system knows about each station beyond its registry entry: boot info,
+connector statuses, the last meter values, configuration outcomes and open transactions.
+
+Sizes are bounded per station so a misbehaving station cannot grow memory without limit.
+"""
+
+import dataclasses
+import time
+from typing import Any, Protocol
+
+MAX_CONNECTORS = 64
+MAX_CONFIG_KEYS = 256
+MAX_TRANSACTIONS = 64
+
+
+@dataclasses.dataclass(slots=True)
+class StationState:
+    station_id: str
+    boot: dict[str, Any] | None = None
+    booted_at: float | None = None
+    connectors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    meter_values: dict[str, Any] | None = None
+    configuration: dict[str, str] = dataclasses.field(default_factory=dict)
+    transactions: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "boot": self.boot,
+            "bootedAt": self.booted_at,
+            "connectors": self.connectors,
+            "lastMeterValues": self.meter_values,
+            "configuration": self.configuration,
+            "transactions": self.transactions,
+        }
+
+
+class StationStore(Protocol):
+    async def get(self, station_id: str) -> StationState | None: ...
+
+    async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None: ...
+
+    async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
+        ...
+
+    async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None: ...
+
+    async def record_configuration(self, station_id: str, key: str, outcome: str) -> None: ...
+
+    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
+        ...
+
+    async def update_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    async def close_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+
+def _bounded_set(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
+    if key not in table and len(table) >= limit:
+        table.pop(next(iter(table)))  # drop the oldest key
+    table[key] = value
+
+
+class MemoryStationStore:
+    def __init__(self) -> None:
+        self._states: dict[str, StationState] = {}
+
+    def _state(self, station_id: str) -> StationState:
+        state = self._states.get(station_id)
+        if state is None:
+            state = self._states[station_id] = StationState(station_id)
+        return state
+
+    async def get(self, station_id: str) -> StationState | None:
+        return self._states.get(station_id)
+
+    async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
+        state = self._state(station_id)
+        state.boot = boot
+        state.booted_at = time.time()
+
+    async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
+        _bounded_set(self._state(station_id).connectors, key, status, MAX_CONNECTORS)
+
+    async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None:
+        self._state(station_id).meter_values = values
+
+    async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
+        _bounded_set(self._state(station_id).configuration, key, outcome, MAX_CONFIG_KEYS)
+
+    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
+        _bounded_set(self._state(station_id).transactions, tx_id, data, MAX_TRANSACTIONS)
+
+    async def update_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        tx = self._state(station_id).transactions.get(tx_id)
+        if tx is not None:
+            tx.update(data)
+        return tx
+
+    async def close_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        tx = self._state(station_id).transactions.pop(tx_id, None)
+        if tx is not None:
+            tx.update(data)
+        return tx

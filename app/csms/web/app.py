@@ -1,0 +1,167 @@
+"""The root ASGI application: routes websocket, OCPP-over-HTTP, metrics and API traffic,
+owns the lifespan (registry load and SIGHUP reload, closing stations on shutdown)."""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import make_asgi_app
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from csms.config import Settings
+from csms.handlers import central_system
+from csms.protocol import schemas
+from csms.protocol.router import Payload, Router, tables
+from csms.protocol.versions import VERSIONS
+from csms.services import Services
+from csms.state.credentials import VerifiedCache
+from csms.state.events import Event
+from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
+from csms.observability.metrics import Metrics
+from csms.web import http_frames, websocket
+from csms.web.api import build_api
+
+logger = logging.getLogger("csms.app")
+OCPP_PREFIX = "/ocpp/"
+
+
+class AppHooks:
+    """Session hooks: metrics per message, and accepted messages onto the event bus."""
+
+    def __init__(self, metrics: Metrics | None, services: Services) -> None:
+        self._metrics = metrics
+        self._events = services.events
+
+    def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.inbound(version, action, outcome, seconds)
+
+    def outbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.outbound(version, action, outcome, seconds)
+
+    def accepted(self, station_id: str, version: str, action: str, payload: Payload) -> None:
+        self._events.publish(Event(station_id, version, action, payload, time.time()))
+
+    def unexpected(self, version: str, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.unexpected(version, kind)
+
+
+class _DroppedEvents:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("csms_events_dropped",
+                                     "Events dropped because a subscriber fell behind")
+        family.add_metric([], self._services.events.dropped)
+        yield family
+
+
+class CsmsApp:
+    def __init__(self, routers: Sequence[Router], settings: Settings, services: Services,
+                 builtin: bool) -> None:
+        self.settings = settings
+        self.services = services
+        self.tables = tables([*routers, *(central_system(services) if builtin else [])])
+        self.metrics = Metrics() if settings.metrics else None
+        if self.metrics is not None:
+            self.metrics.registry.register(_DroppedEvents(services))
+            self._metrics_app = make_asgi_app(self.metrics.registry)
+        self.hooks = AppHooks(self.metrics, services)
+        self.credentials = VerifiedCache()
+        self.api = build_api(self)
+        self.ready = False
+        self.draining = False
+        if settings.stations:
+            self._replace_registry(load_stations(settings.stations))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        path: str = scope.get("path", "")
+        if kind == "websocket":
+            if path.startswith(OCPP_PREFIX):
+                await websocket.serve(self, scope, receive, send)
+            else:
+                await websocket.deny(scope, send, websocket.Rejection(
+                    404, "bad_path", f"stations connect to {OCPP_PREFIX}{{station_id}}"))
+        elif kind == "http":
+            if path.startswith(OCPP_PREFIX):
+                await http_frames.serve(self, scope, receive, send)
+            elif path == "/metrics" and self.metrics is not None:
+                await self._metrics_app(scope, receive, send)
+            else:
+                await self.api(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for version in VERSIONS:
+                    schemas.warm(version)
+                self._watch_sighup()
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                self.draining = True
+                await self.services.connections.close_all(1001, "server shutting down")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _watch_sighup(self) -> None:
+        if not self.settings.stations:
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+        except (NotImplementedError, RuntimeError, ValueError):
+            logger.warning("SIGHUP reload is unavailable in this process")
+
+    def _replace_registry(self, entries: Iterable[StationEntry]) -> None:
+        registry = self.services.registry
+        if not isinstance(registry, MemoryRegistry):
+            raise TypeError("--stations needs the in-memory registry")
+        registry.replace(entries)
+
+    def reload(self) -> bool:
+        """Re-read the stations file; on error keep the registry in force and say why."""
+        assert self.settings.stations
+        try:
+            entries = load_stations(self.settings.stations)
+        except RegistryError as exc:
+            logger.error("registry reload failed, previous registry kept: %s", exc)
+            return False
+        self._replace_registry(entries)
+        by_id = {e.station_id: e for e in entries}
+        for session in self.services.connections.sessions():
+            entry = by_id.get(session.station_id)
+            if entry is None and self.services.default_entry is None or (
+                    entry is not None and not entry.enabled):
+                asyncio.get_running_loop().create_task(self.services.connections.disconnect(
+                    session.station_id, 1008, "station removed from the registry or disabled"))
+            elif entry is not None:
+                session.context.station = entry
+        logger.info("registry reloaded: %d stations", len(entries))
+        return True
+
+
+def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = None,
+               services: Services | None = None, builtin: bool = True) -> CsmsApp:
+    """An ASGI app serving `routers` (first wins) ahead of the central system's own
+    handlers; `builtin=False` serves only `routers`."""
+    settings = settings or Settings.from_env()
+    services = services or Services()
+    if settings.accept_unknown and services.default_entry is None:
+        services.default_entry = StationEntry(station_id="", accept_all=True)
+    return CsmsApp(routers, settings, services, builtin)
+
+
+def app_from_env() -> CsmsApp:
+    """The factory `csms serve` hands to uvicorn: each worker builds its app from CSMS_*."""
+    return create_app()

@@ -1,0 +1,99 @@
+"""The OCPP websocket endpoint: `/ocpp/{station_id}`."""
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from csms.protocol.session import Session
+from csms.protocol.versions import subprotocol
+from csms.state.events import Event
+from csms.web.handshake import Rejection, admit, choose_version, station_id
+
+if TYPE_CHECKING:
+    from csms.web.app import CsmsApp
+
+logger = logging.getLogger("csms.websocket")
+
+ASGIMessage = dict[str, Any]
+
+
+async def deny(scope: dict[str, Any], send: Any, rejection: Rejection) -> None:
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = (rejection.message + "\n").encode()
+        await send({"type": "websocket.http.response.start", "status": rejection.status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode()),
+                                *rejection.headers]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:  # the server cannot send a status: the closest it has is a 403
+        await send({"type": "websocket.close", "code": 1008})
+
+
+async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    metrics = app.metrics
+    try:
+        if app.draining:
+            raise Rejection(503, "draining", "server is shutting down")
+        sid = station_id(scope)
+        entry = await admit(app.services, scope, sid, app.credentials,
+                            app.settings.client_cert_header)
+    except Rejection as rejection:
+        if metrics:
+            metrics.rejections.labels(rejection.reason).inc()
+        logger.info("handshake refused (%s): %s", rejection.status, rejection.message)
+        await deny(scope, send, rejection)
+        return
+    offered = scope.get("subprotocols") or []
+    version = choose_version(offered, entry)
+    if version is None:
+        # OCPP-J: complete the handshake without a subprotocol, then close at once.
+        if metrics:
+            metrics.rejections.labels("no_subprotocol").inc()
+        logger.info("%s offered %s; none is allowed", sid, offered)
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1002,
+                    "reason": "no agreed OCPP subprotocol"})
+        return
+    await send({"type": "websocket.accept", "subprotocol": subprotocol(version)})
+
+    async def send_text(text: str) -> None:
+        await send({"type": "websocket.send", "text": text})
+
+    async def close(code: int, reason: str) -> None:
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    session = Session(sid, version, app.tables[version], send_text, station=entry,
+                      hooks=app.hooks, call_timeout=app.settings.call_timeout)
+    await app.services.connections.add(session, close)
+    logger.info("%s connected with OCPP %s", sid, version)
+    app.services.events.publish(Event(sid, version, "connected", {}, time.time()))
+    if metrics:
+        metrics.connects.labels(version).inc()
+        metrics.connected.labels(version).inc()
+    reason = "closed"
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                text = message.get("text")
+                if text is None:
+                    reason = "binary_frame"
+                    await close(1003, "binary frames are not supported; OCPP-J uses text")
+                    break
+                session.receive(text)
+            else:
+                code = message.get("code", 1005)
+                reason = "superseded" if session.closed else str(code)
+                break
+    finally:
+        session.close("disconnected")
+        current = app.services.connections.remove(session)
+        logger.info("%s disconnected (%s)", sid, reason)
+        app.services.events.publish(
+            Event(sid, version, "disconnected", {"reason": reason, "current": current},
+                  time.time()))
+        if metrics:
+            metrics.connected.labels(version).dec()
+            metrics.disconnects.labels(version, reason).inc()
