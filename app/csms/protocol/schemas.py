@@ -29,8 +29,15 @@ def actions(version: str) -> frozenset[str]:
     """Every action the version defines, in either direction."""
     folder = _ROOT / _DIRS[version] / "schemas"
     return frozenset(
-        p.stem.removesuffix("Response") for p in folder.glob("*Response.json")
+        p.stem.removesuffix("Response").removesuffix("Request") for p in folder.glob("*.json")
     )
+
+
+@functools.cache
+def send_only(version: str) -> frozenset[str]:
+    """Actions that only travel as OCPP 2.1 SEND: they have no response schema."""
+    folder = _ROOT / _DIRS[version] / "schemas"
+    return frozenset(a for a in actions(version) if not (folder / f"{a}Response.json").exists())
 
 
 @functools.cache
@@ -66,11 +73,15 @@ class Validator:
 
 @functools.cache
 def request(version: str, action: str) -> Validator:
+    if action in send_only(version):
+        return Validator(version, action)  # e.g. 2.1 NotifyPeriodicEventStream.json
     return Validator(version, action + _request_suffix(version))
 
 
 @functools.cache
-def response(version: str, action: str) -> Validator:
+def response(version: str, action: str) -> Validator | None:
+    if action in send_only(version):
+        return None
     return Validator(version, action + "Response")
 
 

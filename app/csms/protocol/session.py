@@ -175,7 +175,7 @@ class Session:
         for hook in route.afters:
             run_eagerly(self._after(hook, payload, response), self._tasks)
 
-    async def _dispatch(self, action: str, payload: Payload) -> Payload:
+    async def _dispatch(self, action: str, payload: Payload, unconfirmed: bool = False) -> Payload:
         route = self._table.get(action)
         if route is None:
             if action in self._table.known:
@@ -183,6 +183,8 @@ class Session:
             raise RpcError(ErrorCode.NOT_IMPLEMENTED,
                            f"{action} is not an OCPP {self.version} action")
         route.request.check(payload)
+        if route.response is None and not unconfirmed:
+            raise RpcError(ErrorCode.NOT_SUPPORTED, f"{action} travels only as a SEND")
         try:
             result = route.invoke(payload, self.context)
             if route.is_async:
@@ -193,6 +195,8 @@ class Session:
         except Exception:
             self.log.exception("%s handler failed", action)
             raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+        if route.response is None:
+            return response
         try:
             route.response.check(response)
         except RpcError as exc:
@@ -220,7 +224,7 @@ class Session:
     async def _handle_send(self, action: str, payload: Payload) -> None:
         start = time.perf_counter()
         try:
-            await self._dispatch(action, payload)
+            await self._dispatch(action, payload, unconfirmed=True)
         except RpcError as exc:
             self.log.warning("SEND %s dropped: %s", action, exc)
             self._hooks.inbound(self.version, action, exc.code.wire(self.version),
@@ -249,7 +253,9 @@ class Session:
             if type(payload) is not dict:
                 raise RpcError(ErrorCode.RPC_FRAMEWORK_ERROR,
                                "a CALLRESULT is [3, messageId, payload]")
-            schemas.response(self.version, pending.action).check(payload)
+            validator = schemas.response(self.version, pending.action)
+            if validator is not None:
+                validator.check(payload)
         except RpcError as exc:
             pending.future.set_exception(ResponseInvalid(pending.action, exc))
             if self.version == V21:
@@ -282,6 +288,9 @@ class Session:
 
     async def call(self, action: str, payload: Payload, timeout: float | None = None) -> Payload:
         """CALL the station and return its CALLRESULT payload (see `Context.call`)."""
+        if action in schemas.send_only(self.version):
+            raise PayloadInvalid(action, RpcError(
+                ErrorCode.NOT_SUPPORTED, f"{action} travels only as a SEND"))
         if action not in schemas.actions(self.version):
             raise PayloadInvalid(action, RpcError(
                 ErrorCode.NOT_IMPLEMENTED, f"{action} is not an OCPP {self.version} action"))
@@ -325,6 +334,8 @@ class Session:
             raise PayloadInvalid(action, RpcError(
                 ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED, "SEND exists only in OCPP 2.1"))
         try:
+            if action not in schemas.actions(self.version):
+                raise RpcError(ErrorCode.NOT_IMPLEMENTED, f"{action} is not an OCPP 2.1 action")
             schemas.request(self.version, action).check(payload)
         except RpcError as exc:
             raise PayloadInvalid(action, exc) from None

@@ -1,0 +1,48 @@
+# The two commands: `make run` and `make test`. Everything they need is set up here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NODE_PEER := tests/e2e/ocpp_rpc_client
+HOST ?= 0.0.0.0
+PORT ?= 9000
+
+.PHONY: setup run test lint typecheck unit e2e bench system-deps node-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations.yaml --accept-unknown
+
+# Debian packages the tests need (node for the ocpp-rpc peer; later redis, nginx, prometheus).
+system-deps:
+	@./.ci/system-deps.sh
+
+$(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json
+	cd $(NODE_PEER) && npm ci --silent --no-audit --no-fund
+
+node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json
+
+lint: setup
+	$(BIN)/ruff check app operator tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup node-deps lint typecheck
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest -m "not integration"
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache
