@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from csms.protocol.router import Context, Router
 from csms.protocol.errors import ErrorCode, RpcError
+from csms.protocol.router import Context, Router
 
 NOW = "2026-01-01T00:00:00Z"
 

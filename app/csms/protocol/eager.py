@@ -20,7 +20,7 @@ def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
     while True:
         try:
             value = yield yielded
-        except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation)
+        except BaseException as exc:
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:

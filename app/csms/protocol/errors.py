@@ -5,13 +5,13 @@
 some codes differently and lacks others (see the README's bad-input table).
 """
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from csms.protocol.versions import V16
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     FORMAT_VIOLATION = "FormatViolation"
     GENERIC_ERROR = "GenericError"
     INTERNAL_ERROR = "InternalError"

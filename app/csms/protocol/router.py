@@ -142,7 +142,7 @@ def _payload_type(fn: Handler) -> type | None:
         raise TypeError(f"handler {fn.__qualname__} must take (payload, context)")
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations just mean "a dict"
+    except Exception:
         return None
     hint = hints.get(params[0].name)
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None

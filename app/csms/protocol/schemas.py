@@ -50,7 +50,7 @@ def _validator(version: str, name: str) -> Any:
 class Validator:
     """Checks one message kind of one version; `check` raises `RpcError`."""
 
-    __slots__ = ("_version", "_validator", "name")
+    __slots__ = ("_validator", "_version", "name")
 
     def __init__(self, version: str, name: str) -> None:
         self._version = version

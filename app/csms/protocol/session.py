@@ -364,7 +364,7 @@ class Session:
             return
         try:
             await self._send(text)
-        except Exception as exc:  # noqa: BLE001 - the socket went away; the reader sees it too
+        except Exception as exc:
             self.log.debug("send failed: %s", exc)
 
     def _reply_error(self, message_id: str, exc: RpcError) -> None:

@@ -44,7 +44,7 @@ class Connections:
             old.session.close(SUPERSEDED)
             try:
                 await old.close(1000, SUPERSEDED)
-            except Exception as exc:  # noqa: BLE001 - already gone is fine
+            except Exception as exc:
                 logger.debug("closing superseded socket failed: %s", exc)
 
     def remove(self, session: Session) -> bool:
@@ -68,5 +68,5 @@ class Connections:
             conn.session.close(reason)
             try:
                 await conn.close(code, reason)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 logger.debug("close failed: %s", exc)

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from csms.config import Settings
 from csms.handlers import central_system
+from csms.observability.metrics import Metrics
 from csms.protocol import schemas
 from csms.protocol.router import Payload, Router, tables
 from csms.protocol.versions import VERSIONS
@@ -20,9 +21,9 @@ from csms.services import Services
 from csms.state.credentials import VerifiedCache
 from csms.state.events import Event
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
-from csms.observability.metrics import Metrics
 from csms.web import http_frames, websocket
 from csms.web.api import build_api
+from csms.web.handshake import Rejection
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
@@ -87,7 +88,7 @@ class CsmsApp:
             if path.startswith(OCPP_PREFIX):
                 await websocket.serve(self, scope, receive, send)
             else:
-                await websocket.deny(scope, send, websocket.Rejection(
+                await websocket.deny(scope, send, Rejection(
                     404, "bad_path", f"stations connect to {OCPP_PREFIX}{{station_id}}"))
         elif kind == "http":
             if path.startswith(OCPP_PREFIX):
@@ -141,7 +142,7 @@ class CsmsApp:
         by_id = {e.station_id: e for e in entries}
         for session in self.services.connections.sessions():
             entry = by_id.get(session.station_id)
-            if entry is None and self.services.default_entry is None or (
+            if (entry is None and self.services.default_entry is None) or (
                     entry is not None and not entry.enabled):
                 asyncio.get_running_loop().create_task(self.services.connections.disconnect(
                     session.station_id, 1008, "station removed from the registry or disabled"))

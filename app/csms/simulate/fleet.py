@@ -1,0 +1,68 @@
+"""Run N simulated stations at a connect rate, with a live display or a JSON summary."""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from csms.simulate.station import SimulatedStation
+from csms.simulate.stats import Stats
+
+
+def table(stats: Stats, options: argparse.Namespace) -> Table:
+    p = stats.percentiles()
+    t = Table(title=f"csms simulate: {options.stations} × OCPP {options.version} → {options.url}")
+    for column in ("connected", "calls/s", "calls", "errors", "commands", "p50 ms", "p95 ms",
+                   "p99 ms"):
+        t.add_column(column, justify="right")
+    t.add_row(f"{stats.connected}/{options.stations}", f"{stats.rate:.0f}", str(stats.calls),
+              str(stats.errors), str(stats.commands), f"{p['p50']:.1f}", f"{p['p95']:.1f}",
+              f"{p['p99']:.1f}")
+    return t
+
+
+async def fleet(options: argparse.Namespace, stats: Stats) -> None:
+    stations = [SimulatedStation(f"{options.prefix}{n:04d}", options, stats)
+                for n in range(1, options.stations + 1)]
+    tasks = []
+    for station in stations:
+        tasks.append(asyncio.create_task(station.run()))
+        await asyncio.sleep(1.0 / options.connect_rate)
+    await asyncio.gather(*tasks)
+
+
+async def main(options: argparse.Namespace) -> dict[str, object]:
+    stats = Stats()
+    runner = asyncio.create_task(fleet(options, stats))
+    live = None if options.no_display else Live(table(stats, options), console=Console(),
+                                                refresh_per_second=4)
+    with live if live is not None else contextlib.nullcontext():
+        try:
+            async with asyncio.timeout(options.duration):
+                while not runner.done():
+                    await asyncio.sleep(0.25)
+                    stats.tick()
+                    if live is not None:
+                        live.update(table(stats, options))
+        except TimeoutError:
+            pass
+        finally:
+            summary = stats.summary()  # before stopping: how the fleet stood while running
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+    return summary
+
+
+def run(options: argparse.Namespace) -> int:
+    try:
+        summary = asyncio.run(main(options))
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(summary), file=sys.stdout if options.no_display else sys.stderr)
+    return 0

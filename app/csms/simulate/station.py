@@ -1,0 +1,182 @@
+"""One simulated station: connect, boot, heartbeat, charge, answer the central system."""
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from typing import Any
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from csms.protocol.errors import OcppException
+from csms.protocol.router import tables
+from csms.protocol.session import Session
+from csms.protocol.versions import V16, subprotocol
+from csms.simulate import messages
+from csms.simulate.behaviour import StationModel, router
+from csms.simulate.stats import Stats
+
+logger = logging.getLogger("csms.simulate")
+
+
+class SimulatedStation:
+    def __init__(self, sid: str, options: Any, stats: Stats) -> None:
+        self.sid = sid
+        self.options = options
+        self.version: str = options.version
+        self.stats = stats
+        self.model = StationModel(self.version)
+        self.table = tables([router(self.model)])[self.version]
+        self.session: Session | None = None
+        self.interval = 300.0
+        self.tx: messages.Transaction | None = None
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.session is not None
+        start = time.perf_counter()
+        try:
+            result = await self.session.call(action, payload, timeout=30)
+        except OcppException as exc:
+            self.stats.error(type(exc).__name__)
+            return None
+        self.stats.call_done(time.perf_counter() - start)
+        return result
+
+    def _headers(self) -> dict[str, str]:
+        if self.options.password is None:
+            return {}
+        token = base64.b64encode(f"{self.sid}:{self.options.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def run(self) -> None:
+        url = f"{self.options.url.rstrip('/')}/{self.sid}"
+        backoff = 1.0
+        while True:
+            try:
+                async with websockets.connect(
+                    url, subprotocols=[subprotocol(self.version)],  # type: ignore[list-item]
+                    additional_headers=self._headers(), open_timeout=30, ping_interval=None,
+                    max_size=None,
+                ) as ws:
+                    backoff = 1.0
+                    await self._connected(ws)
+            except InvalidStatus as exc:
+                self.stats.refused += 1
+                self.stats.error(f"http_{exc.response.status_code}")
+                if exc.response.status_code in (400, 401, 403, 404):
+                    return  # the server will not change its mind
+            except (OSError, ConnectionClosed, TimeoutError) as exc:
+                self.stats.error(type(exc).__name__)
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 60.0)
+
+    async def _connected(self, ws: Any) -> None:
+        async def send(text: str) -> None:
+            await ws.send(text)
+
+        self.session = Session(self.sid, self.version, self.table, send)
+        self.stats.connected += 1
+        self.stats.connects += 1
+        reader = asyncio.create_task(self._read(ws))
+        work = asyncio.create_task(self._operate())
+        try:
+            await asyncio.wait({reader, work}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, work):
+                task.cancel()
+            await asyncio.gather(reader, work, return_exceptions=True)
+            self.session.close("disconnected")
+            self.stats.connected -= 1
+            self.stats.disconnects += 1
+
+    async def _read(self, ws: Any) -> None:
+        assert self.session is not None
+        async for frame in ws:
+            before = self.model.received
+            self.session.receive(frame)
+            self.stats.commands += self.model.received - before
+
+    async def _operate(self) -> None:
+        while True:  # boot until accepted, at the interval the server asks for
+            result = await self.call("BootNotification", messages.boot(self.version, self.sid))
+            if result is not None:
+                self.interval = float(result["interval"]) or 300.0
+                if result["status"] == "Accepted":
+                    break
+            await asyncio.sleep(self.interval if result else 5.0)
+        await self.call("StatusNotification", messages.status(self.version, "Available"))
+        tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._charge()),
+                 asyncio.create_task(self._commands())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _heartbeat(self) -> None:
+        every = self.options.heartbeat or self.interval
+        while True:
+            await asyncio.sleep(every * random.uniform(0.9, 1.1))
+            await self.call("Heartbeat", {})
+
+    async def _charge(self) -> None:
+        while True:
+            await asyncio.sleep(random.expovariate(1.0 / self.options.session_every))
+            await self.session_cycle(self.options.id_tag)
+
+    async def _commands(self) -> None:
+        while True:
+            kind, payload = await self.model.commands.get()
+            if kind == "start" and self.tx is None:
+                token = payload.get("idTag") or payload.get("idToken", {}).get("idToken", "")
+                asyncio.create_task(self.session_cycle(token or self.options.id_tag))
+            elif kind == "stop" and self.tx is not None:
+                self.tx.wh = -1.0  # ends the running session at its next sample
+            elif kind == "trigger":
+                requested = payload.get("requestedMessage")
+                if requested == "Heartbeat":
+                    await self.call("Heartbeat", {})
+                elif requested == "StatusNotification":
+                    await self.call("StatusNotification",
+                                    messages.status(self.version, "Available"))
+
+    async def session_cycle(self, token: str) -> None:
+        """Authorize, start, meter for a while, stop."""
+        if self.tx is not None:
+            return
+        auth = await self.call("Authorize", messages.authorize(self.version, token))
+        info = (auth or {}).get("idTagInfo") or (auth or {}).get("idTokenInfo") or {}
+        if info.get("status") != "Accepted":
+            return
+        tx = self.tx = messages.Transaction(self.version, token)
+        await self.call("StatusNotification", messages.status(self.version, "Charging"))
+        if self.version == V16:
+            started = await self.call("StartTransaction", {
+                "connectorId": 1, "idTag": token, "meterStart": 0,
+                "timestamp": messages.now()})
+            tx.server_id = (started or {}).get("transactionId", 0)
+        else:
+            await self.call("TransactionEvent", tx.event("Started", "Authorized"))
+        for _ in range(random.randint(2, 6)):
+            await asyncio.sleep(self.options.meter_every)
+            if tx.wh < 0:
+                break
+            watts = random.uniform(3000, 11000)
+            tx.wh += watts * self.options.meter_every / 3600
+            if self.version == V16:
+                await self.call("MeterValues",
+                                messages.meter_values(self.version, tx.server_id, tx.wh, watts))
+            else:
+                await self.call("TransactionEvent", tx.event("Updated", "MeterValuePeriodic",
+                                                             watts))
+        tx.wh = max(tx.wh, 0.0)
+        if self.version == V16:
+            await self.call("StopTransaction", {
+                "transactionId": tx.server_id, "meterStop": int(tx.wh), "idTag": token,
+                "timestamp": messages.now(), "reason": "Local"})
+        else:
+            await self.call("TransactionEvent", tx.event("Ended", "StopAuthorized"))
+        await self.call("StatusNotification", messages.status(self.version, "Available"))
+        self.tx = None
