@@ -6,6 +6,7 @@ disabled station, 401 missing or wrong credentials, 403 TLS required by the secu
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
@@ -16,6 +17,7 @@ from csms.state.credentials import VerifiedCache
 from csms.state.registry import StationEntry
 
 MAX_ID_LENGTH = 48  # OCPP 2.0.1 identity is string[48]
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 class Rejection(Exception):
@@ -33,6 +35,8 @@ def station_id(scope: dict[str, Any]) -> str:
     raw = scope.get("raw_path") or scope["path"].encode()
     segment = raw.split(b"?", 1)[0].rstrip(b"/").rsplit(b"/", 1)[-1]
     try:
+        if _BAD_ESCAPE.search(segment):
+            raise ValueError("bad percent escape")
         value = unquote(segment.decode("ascii"), errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise Rejection(400, "bad_id", "station id is not valid percent-encoded UTF-8") from None

@@ -1,0 +1,167 @@
+"""Real servers on loopback: `csms serve` subprocesses, and clients that talk to them."""
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+STATIONS = """
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: cp16}
+spec:
+  protocols: [ocpp1.6]
+  heartbeatInterval: 77
+  authorization: {idTokens: [TAG-OK]}
+  configuration: {MeterValueSampleInterval: 15, StopTransactionOnEVSideDisconnect: true}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: cs201}
+spec:
+  protocols: [ocpp2.0.1]
+  authorization: {acceptAll: true}
+  configuration: {OCPPCommCtrlr.HeartbeatInterval: 90, AuthCtrlr.Enabled: true}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: cs21}
+spec:
+  protocols: [ocpp2.1, ocpp2.0.1]
+  authorization: {acceptAll: true}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: secure}
+spec:
+  securityProfile: 1
+  password: correct-horse-battery
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: tls-only}
+spec:
+  securityProfile: 2
+  password: correct-horse-battery
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: retired}
+spec: {enabled: false}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: any}
+spec: {authorization: {acceptAll: true}}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: rpc16}
+spec: {protocols: [ocpp1.6], authorization: {acceptAll: true}}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: rpc201}
+spec: {protocols: [ocpp2.0.1], authorization: {acceptAll: true}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen[bytes]
+    stations: Path
+    log: Path
+    log_file: Any
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged; log:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+
+def start_server(tmp: Path, stations: str = STATIONS, *args: str, **env: str) -> Server:
+    path = tmp / "stations.yaml"
+    path.write_text(stations)
+    port = free_port()
+    log = tmp / "server.log"
+    log_file = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--stations", str(path), *args],
+        stdout=log_file, stderr=subprocess.STDOUT,
+        env={**os.environ, "CSMS_LOG_LEVEL": "info", **env},
+    )
+    server = Server(port, proc, path, log, log_file)
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            log_file.close()
+            raise RuntimeError(f"csms serve exited: {server.output()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.http}/readyz", timeout=1).status_code == 200:
+                return server
+        if time.monotonic() > deadline:
+            proc.kill()
+            log_file.close()
+            raise RuntimeError(f"csms serve not ready: {server.output()}")
+        time.sleep(0.05)
+
+
+def stop_server(server: Server) -> None:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+    server.log_file.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("server"), STATIONS, "--ping-interval", "0.5",
+                     "--ping-timeout", "0.5", "--max-frame-size", "4096")
+    yield s
+    stop_server(s)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def api(server: Server, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, f"{server.http}{path}", timeout=30, **kwargs)

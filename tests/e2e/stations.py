@@ -1,0 +1,76 @@
+"""Stations built on the `ocpp` library's ChargePoint, one per version, for the e2e tests."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call_result as result16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call_result as result201
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call_result as result21
+
+
+class Station16(ChargePoint16):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.configuration: dict[str, str] = {}
+        self.reset_delay = 0.0
+
+    @on("ChangeConfiguration")
+    def change_configuration(self, key: str, value: str) -> Any:
+        self.configuration[key] = value
+        return result16.ChangeConfiguration(status="Accepted")
+
+    @on("Reset")
+    async def reset(self, type: str) -> Any:
+        await asyncio.sleep(self.reset_delay)
+        return result16.Reset(status="Accepted")
+
+
+class Station201(ChargePoint201):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.variables: dict[str, str] = {}
+
+    @on("SetVariables")
+    def set_variables(self, set_variable_data: list[dict[str, Any]]) -> Any:
+        results = []
+        for item in set_variable_data:
+            key = f"{item['component']['name']}.{item['variable']['name']}"
+            self.variables[key] = item["attribute_value"]
+            results.append({"attribute_status": "Accepted", "component": item["component"],
+                            "variable": item["variable"]})
+        return result201.SetVariables(set_variable_result=results)
+
+    @on("Reset")
+    def reset(self, type: str, **_: Any) -> Any:
+        return result201.Reset(status="Accepted")
+
+
+class Station21(ChargePoint21):
+    @on("Reset")
+    def reset(self, type: str, **_: Any) -> Any:
+        return result21.Reset(status="Accepted")
+
+
+CLASSES = {"1.6": Station16, "2.0.1": Station201, "2.1": Station21}
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, sid: str, version: str, **kwargs: Any) -> AsyncIterator[Any]:
+    """A station of the version's class, connected and serving until the block ends."""
+    async with websockets.connect(f"{url}/{sid}", subprotocols=[f"ocpp{version}"],
+                                  **kwargs) as ws:
+        station = CLASSES[version](sid, ws)
+        task = asyncio.create_task(station.start())
+        try:
+            yield station
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task

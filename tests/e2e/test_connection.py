@@ -1,0 +1,96 @@
+"""Connection rules: newest wins, frame limits, binary frames, pings, compression."""
+
+import asyncio
+import base64
+import os
+import socket
+
+import pytest
+import websockets
+from ocpp.v16 import call as call16
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.conftest import Server, api
+from tests.e2e.stations import connected
+
+
+async def test_a_second_connection_wins_and_the_first_is_closed(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp2.0.1"]) as old:
+        async with connected(server.ws, "any", "2.0.1"):
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(old.recv(), 5)
+            assert old.close_code == 1000
+            assert "superseded" in (old.close_reason or "")
+            status = (await asyncio.to_thread(api, server, "POST", "/api/v1/stations/any/calls",
+                                              json={"action": "Reset",
+                                                    "payload": {"type": "Immediate"}})).status_code
+            assert status == 200  # the call reached the new connection
+
+
+async def test_pending_calls_on_a_superseded_connection_fail_clearly(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp2.0.1"]) as old:
+        pending = asyncio.create_task(asyncio.to_thread(
+            api, server, "POST", "/api/v1/stations/any/calls",
+            json={"action": "Reset", "payload": {"type": "Immediate"}}))
+        frame = await asyncio.wait_for(old.recv(), 5)  # our station never answers it
+        assert '"Reset"' in str(frame)
+        async with connected(server.ws, "any", "2.0.1"):
+            response = await pending
+        assert response.status_code == 404
+        assert "superseded" in response.json()["detail"]
+
+
+async def test_an_oversized_frame_closes_with_1009(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]) as ws:
+        await ws.send('[2, "big", "DataTransfer", {"vendorId": "x", "data": "%s"}]' % ("a" * 5000))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1009
+
+
+async def test_a_binary_frame_closes_with_1003(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]) as ws:
+        await ws.send(b'[2, "bin", "Heartbeat", {}]')
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1003
+
+
+async def test_a_frame_just_under_the_limit_is_served(server: Server) -> None:
+    async with connected(server.ws, "any", "1.6") as cp:
+        assert (await cp.call(call16.Heartbeat())).current_time
+
+
+async def test_permessage_deflate_is_accepted_when_offered(server: Server) -> None:
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp2.0.1"],
+                                  compression="deflate") as ws:
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in extensions
+        await ws.send('[2, "h", "Heartbeat", {}]')
+        assert '"currentTime"' in await asyncio.wait_for(ws.recv(), 5)
+
+
+def _silent_station(server: Server, sid: str) -> socket.socket:
+    """A client that completes the handshake and then never reads or answers pings."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ocpp/{sid} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+                  ).encode())
+    assert b" 101 " in sock.recv(4096).split(b"\r\n")[0]
+    return sock
+
+
+async def test_a_dead_connection_is_dropped_after_unanswered_pings(server: Server) -> None:
+    sock = _silent_station(server, "any")
+    try:
+        async with asyncio.timeout(10):
+            while True:  # ping every 0.5 s, pong timeout 0.5 s (the fixture's settings)
+                listed = await asyncio.to_thread(api, server, "GET", "/api/v1/stations")
+                if not [s for s in listed.json() if s["id"] == "any"]:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        sock.close()
+    server.wait_for_log("any disconnected")
