@@ -47,6 +47,19 @@ class Station201(ChargePoint201):
                             "variable": item["variable"]})
         return result201.SetVariables(set_variable_result=results)
 
+    @on("GetVariables")
+    def get_variables(self, get_variable_data: list[dict[str, Any]]) -> Any:
+        results = []
+        for item in get_variable_data:
+            key = f"{item['component']['name']}.{item['variable']['name']}"
+            found = key in self.variables
+            result = {"attribute_status": "Accepted" if found else "UnknownVariable",
+                      "component": item["component"], "variable": item["variable"]}
+            if found:
+                result["attribute_value"] = self.variables[key]
+            results.append(result)
+        return result201.GetVariables(get_variable_result=results)
+
     @on("Reset")
     def reset(self, type: str, **_: Any) -> Any:
         return result201.Reset(status="Accepted")

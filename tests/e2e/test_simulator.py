@@ -1,0 +1,45 @@
+"""`csms simulate` against a real server: a fleet boots, charges and answers commands."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import api, start_server, stop_server
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
+def test_a_simulated_fleet_runs_without_errors(tmp_path: Path, version: str) -> None:
+    server = start_server(tmp_path, "", "--accept-unknown")
+    try:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "csms", "simulate", "--url", server.ws, "--stations", "8",
+             "--version", version, "--session-every", "0.5", "--meter-every", "0.2",
+             "--heartbeat", "0.5", "--duration", "4", "--connect-rate", "100",
+             "--no-display"], stdout=subprocess.PIPE, text=True)
+        # While the fleet runs, a command through the API reaches one of its stations.
+        import time
+
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if len(api(server, "GET", "/api/v1/stations").json()) == 8:
+                break
+            time.sleep(0.05)
+        reset = "Soft" if version == "1.6" else "Immediate"
+        response = api(server, "POST", "/api/v1/stations/SIM-0003/calls",
+                       json={"action": "Reset", "payload": {"type": reset}})
+        assert response.status_code == 200, response.text
+        out, _ = sim.communicate(timeout=30)
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["connected"] == 8 and summary["connects"] == 8
+        assert summary["errors"] == 0, summary
+        assert summary["calls"] > 8 * 4  # boots, statuses, heartbeats and charging sessions
+        assert summary["commandsAnswered"] >= 1
+        metrics = api(server, "GET", "/metrics").text
+        tx_action = "StartTransaction" if version == "1.6" else "TransactionEvent"
+        assert f'action="{tx_action}",direction="inbound",outcome="ok",version="{version}"' \
+            in metrics
+    finally:
+        stop_server(server)

@@ -1,0 +1,96 @@
+"""The central system's handlers in memory, with literal frames."""
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from csms.handlers import central_system
+from csms.services import Services
+from csms.state.registry import StationEntry
+
+BOOT16 = {"chargePointVendor": "v", "chargePointModel": "m"}
+BOOT201 = {"reason": "PowerUp", "chargingStation": {"model": "m", "vendorName": "v"}}
+
+
+def session_for(make_session: Any, version: str, entry: StationEntry) -> Any:
+    services = Services()
+    session, wire = make_session(version, *central_system(services), station=entry)
+    return session, wire, services
+
+
+async def test_ocpp16_configuration_outcomes_are_recorded_per_key(make_session: Any) -> None:
+    entry = StationEntry("CP-1", configuration={"A": "1", "B": "2", "C": "3"})
+    session, wire, services = session_for(make_session, "1.6", entry)
+    session.receive(orjson.dumps([2, "b", "BootNotification", BOOT16]))
+    answers = iter([[3, None, {"status": "Accepted"}], [3, None, {"status": "RebootRequired"}],
+                    [4, None, "NotSupported", "read-only", {}]])
+    seen = 1
+    for answer in answers:
+        frames = await wire.wait_for(seen + 1)
+        call = frames[-1]
+        assert call[2] == "ChangeConfiguration"
+        answer[1] = call[1]
+        session.receive(orjson.dumps(answer))
+        seen += 1
+    await session.idle()
+    state = await services.stations.get("CP-1")
+    assert state is not None
+    assert state.configuration == {"A": "Accepted", "B": "RebootRequired",
+                                   "C": "Failed: NotSupported: read-only"}
+
+
+async def test_ocpp201_configuration_goes_out_as_one_set_variables(make_session: Any) -> None:
+    entry = StationEntry("CP-1", configuration={"OCPPCommCtrlr.HeartbeatInterval": "60",
+                                                "NoDot": "1", "TxCtrlr.EVConnectionTimeOut": "30"})
+    session, wire, services = session_for(make_session, "2.0.1", entry)
+    session.receive(orjson.dumps([2, "b", "BootNotification", BOOT201]))
+    call = (await wire.wait_for(2))[1]
+    assert call[2] == "SetVariables"
+    data = call[3]["setVariableData"]
+    assert [(d["component"]["name"], d["variable"]["name"], d["attributeValue"])
+            for d in data] == [("OCPPCommCtrlr", "HeartbeatInterval", "60"),
+                               ("TxCtrlr", "EVConnectionTimeOut", "30")]
+    session.receive(orjson.dumps([3, call[1], {"setVariableResult": [
+        {"attributeStatus": "Accepted", "component": data[0]["component"],
+         "variable": data[0]["variable"]},
+        {"attributeStatus": "Rejected", "component": data[1]["component"],
+         "variable": data[1]["variable"]}]}]))
+    await session.idle()
+    state = await services.stations.get("CP-1")
+    assert state is not None and state.configuration == {
+        "NoDot": "Failed: configuration key 'NoDot' is not Component.Variable",
+        "OCPPCommCtrlr.HeartbeatInterval": "Accepted", "TxCtrlr.EVConnectionTimeOut": "Rejected"}
+
+
+async def test_transaction_ids_are_unique_and_tokens_follow_the_registry(
+    make_session: Any,
+) -> None:
+    entry = StationEntry("CP-1", id_tokens=frozenset({"GOOD"}))
+    session, wire, _ = session_for(make_session, "1.6", entry)
+    for n, tag in enumerate(["GOOD", "BAD", "GOOD"]):
+        session.receive(orjson.dumps([2, f"s{n}", "StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": 0,
+            "timestamp": "2026-01-01T00:00:00Z"}]))
+    frames = await wire.wait_for(3)
+    ids = [f[2]["transactionId"] for f in frames]
+    assert len(set(ids)) == 3 and all(0 < i < 2**31 for i in ids)
+    assert [f[2]["idTagInfo"]["status"] for f in frames] == ["Accepted", "Invalid", "Accepted"]
+
+
+async def test_a_stop_without_id_tag_has_no_id_tag_info(make_session: Any) -> None:
+    session, wire, _ = session_for(make_session, "1.6", StationEntry("CP-1", accept_all=True))
+    session.receive(orjson.dumps([2, "s", "StopTransaction", {
+        "transactionId": 5, "meterStop": 1, "timestamp": "2026-01-01T00:00:00Z"}]))
+    assert (await wire.wait_for(1))[0] == [3, "s", {}]
+
+
+async def test_a_rejected_boot_would_push_nothing(make_session: Any) -> None:
+    # With no configuration there is nothing to push: the boot answer is the only frame.
+    session, wire, services = session_for(make_session, "2.1", StationEntry("CP-1"))
+    session.receive(orjson.dumps([2, "b", "BootNotification", BOOT201]))
+    await session.idle()
+    await asyncio.sleep(0)
+    assert len(wire.frames) == 1 and wire.frames[0][2]["status"] == "Accepted"
+    state = await services.stations.get("CP-1")
+    assert state is not None and state.boot == {"vendor": "v", "model": "m", "reason": "PowerUp"}

@@ -1,0 +1,92 @@
+"""Loading ChargingStation manifests: entries, errors that name document and field."""
+
+from pathlib import Path
+
+import pytest
+
+from csms.state.credentials import VerifiedCache, hash_password, verify_password
+from csms.state.registry import RegistryError, load_stations
+
+GOOD = """
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: cp-1}
+spec:
+  stationId: CP:1-weird
+  protocols: [ocpp1.6, ocpp2.0.1]
+  securityProfile: 1
+  password: sixteen-chars-ok
+  heartbeatInterval: 42
+  authorization: {idTokens: [A, B]}
+  configuration: {HeartbeatInterval: 42, Enabled: true, Ratio: 0.5}
+"""
+
+
+def test_a_manifest_becomes_an_entry(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD.replace("CP:1-weird", "CP-1"))
+    (entry,) = load_stations(path)
+    assert entry.station_id == "CP-1" and entry.name == "cp-1"
+    assert entry.versions == ("2.0.1", "1.6")
+    assert entry.heartbeat_interval == 42 and entry.id_tokens == {"A", "B"}
+    assert entry.configuration == {"HeartbeatInterval": "42", "Enabled": "true", "Ratio": "0.5"}
+    assert entry.password_hash is not None and "sixteen" not in entry.password_hash
+    assert "sixteen" not in repr(entry)
+    assert verify_password("sixteen-chars-ok", entry.password_hash)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("stationId: CP-2", "stationId: CP:2"), "spec.stationId"),
+    (("securityProfile: 1", "securityProfile: 5"), "spec.securityProfile"),
+    (("password: sixteen-chars-ok", "password: short"), "spec.password"),
+    (("password: sixteen-chars-ok", "enabled: true"), "spec.password: required"),
+    (("heartbeatInterval: 42", "heartbeatInterval: 0"), "spec.heartbeatInterval"),
+    (("ocpp2.0.1", "ocpp3"), "spec.protocols.1"),
+    (("  authorization:", "  surprise: 1\n  authorization:"), "spec"),
+    (("kind: ChargingStation\n", "kind: ChargingStation\napiVersion2: x\n"), None),
+])
+def test_a_bad_field_names_file_document_and_field(
+    tmp_path: Path, change: tuple[str, str], message: str | None
+) -> None:
+    path = tmp_path / "s.yaml"
+    ok = GOOD.replace("CP:1-weird", "CP-1")
+    second = GOOD.replace("cp-1", "cp-2").replace("CP:1-weird", "CP-2").replace(*change)
+    path.write_text(ok + "---\n" + second)
+    if message is None:  # unknown top-level keys are Kubernetes' business, not an error
+        assert len(load_stations(path)) == 2
+        return
+    with pytest.raises(RegistryError) as caught:
+        load_stations(path)
+    assert f"{path} document 2 (cp-2): {message}" in str(caught.value)
+
+
+def test_a_folder_of_files_loads_and_duplicates_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD.replace("CP:1-weird", "CP-1"))
+    (tmp_path / "b.yml").write_text(GOOD.replace("CP:1-weird", "CP-2"))
+    (tmp_path / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+    assert {e.station_id for e in load_stations(tmp_path)} == {"CP-1", "CP-2"}
+    (tmp_path / "c.yaml").write_text(GOOD.replace("CP:1-weird", "CP-2"))
+    with pytest.raises(RegistryError, match="'CP-2' is defined twice"):
+        load_stations(tmp_path)
+
+
+def test_unreadable_yaml_and_missing_paths_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("a: [unclosed")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_stations(path)
+    with pytest.raises(RegistryError, match="no such file"):
+        load_stations(tmp_path / "missing.yaml")
+
+
+def test_passwords_verify_and_the_cache_drops_a_changed_hash() -> None:
+    old = hash_password("first-password-123", iterations=1000)
+    new = hash_password("second-password-12", iterations=1000)
+    assert verify_password("first-password-123", old)
+    assert not verify_password("first-password-124", old)
+    assert not verify_password("x", "garbage")
+    cache = VerifiedCache()
+    assert cache.verify("CP", "first-password-123", old)
+    assert cache.verify("CP", "first-password-123", old)
+    assert not cache.verify("CP", "first-password-123", new)  # rotated: the old one fails
+    assert cache.verify("CP", "second-password-12", new)
