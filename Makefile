@@ -30,7 +30,7 @@ $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json
 node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json
 
 lint: setup
-	$(BIN)/ruff check app operator tests bench
+	$(BIN)/ruff check .
 
 typecheck: setup
 	$(BIN)/mypy

@@ -9,10 +9,10 @@ import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
-from ocpp.v201 import ChargePoint as ChargePoint201
-from ocpp.v201 import call_result as result201
 from ocpp.v21 import ChargePoint as ChargePoint21
 from ocpp.v21 import call_result as result21
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call_result as result201
 
 
 class Station16(ChargePoint16):

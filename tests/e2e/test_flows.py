@@ -4,8 +4,8 @@ import asyncio
 from typing import Any
 
 from ocpp.v16 import call as call16
-from ocpp.v201 import call as call201
 from ocpp.v21 import call as call21
+from ocpp.v201 import call as call201
 
 from tests.e2e.conftest import Server, api
 from tests.e2e.stations import connected

@@ -58,7 +58,7 @@ async def test_a_handler_that_calls_the_station_before_answering(make_session: A
     def data_transfer(payload: dict[str, Any], context: Context) -> dict[str, Any]:
         return {"status": "Accepted", "data": payload.get("data")}
 
-    app, services = app_with(router)
+    app, _ = app_with(router)
     async with serve(app) as port, connected(f"ws://127.0.0.1:{port}/ocpp", "CS-1", "2.0.1") as cs:
         cs.variables["OCPPCommCtrlr.HeartbeatInterval"] = "600"
         boot = await cs.call(call201.BootNotification(

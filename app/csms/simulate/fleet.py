@@ -16,7 +16,7 @@ from csms.simulate.stats import Stats
 
 def table(stats: Stats, options: argparse.Namespace) -> Table:
     p = stats.percentiles()
-    t = Table(title=f"csms simulate: {options.stations} × OCPP {options.version} → {options.url}")
+    t = Table(title=f"csms simulate: {options.stations} x OCPP {options.version} → {options.url}")
     for column in ("connected", "calls/s", "calls", "errors", "commands", "p50 ms", "p95 ms",
                    "p99 ms"):
         t.add_column(column, justify="right")

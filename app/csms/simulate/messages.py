@@ -31,6 +31,7 @@ def authorize(version: str, token: str) -> dict[str, Any]:
 
 
 def sample(version: str, wh: float, watts: float) -> dict[str, Any]:
+    values: list[dict[str, Any]]
     if version == V16:
         values = [{"value": f"{wh:.1f}", "measurand": "Energy.Active.Import.Register",
                    "unit": "Wh"},
@@ -43,7 +44,8 @@ def sample(version: str, wh: float, watts: float) -> dict[str, Any]:
 
 def meter_values(version: str, tx_id: Any, wh: float, watts: float) -> dict[str, Any]:
     if version == V16:
-        return {"connectorId": 1, "transactionId": tx_id, "meterValue": [sample(version, wh, watts)]}
+        return {"connectorId": 1, "transactionId": tx_id,
+                "meterValue": [sample(version, wh, watts)]}
     return {"evseId": 1, "meterValue": [sample(version, wh, watts)]}
 
 

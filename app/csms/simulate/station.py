@@ -10,6 +10,7 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from csms.handlers.clock import now
 from csms.protocol.errors import OcppException
 from csms.protocol.router import tables
 from csms.protocol.session import Session
@@ -32,6 +33,7 @@ class SimulatedStation:
         self.session: Session | None = None
         self.interval = 300.0
         self.tx: messages.Transaction | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         assert self.session is not None
@@ -131,7 +133,9 @@ class SimulatedStation:
             kind, payload = await self.model.commands.get()
             if kind == "start" and self.tx is None:
                 token = payload.get("idTag") or payload.get("idToken", {}).get("idToken", "")
-                asyncio.create_task(self.session_cycle(token or self.options.id_tag))
+                task = asyncio.create_task(self.session_cycle(token or self.options.id_tag))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             elif kind == "stop" and self.tx is not None:
                 self.tx.wh = -1.0  # ends the running session at its next sample
             elif kind == "trigger":
@@ -155,7 +159,7 @@ class SimulatedStation:
         if self.version == V16:
             started = await self.call("StartTransaction", {
                 "connectorId": 1, "idTag": token, "meterStart": 0,
-                "timestamp": messages.now()})
+                "timestamp": now()})
             tx.server_id = (started or {}).get("transactionId", 0)
         else:
             await self.call("TransactionEvent", tx.event("Started", "Authorized"))
@@ -175,7 +179,7 @@ class SimulatedStation:
         if self.version == V16:
             await self.call("StopTransaction", {
                 "transactionId": tx.server_id, "meterStop": int(tx.wh), "idTag": token,
-                "timestamp": messages.now(), "reason": "Local"})
+                "timestamp": now(), "reason": "Local"})
         else:
             await self.call("TransactionEvent", tx.event("Ended", "StopAuthorized"))
         await self.call("StatusNotification", messages.status(self.version, "Available"))
