@@ -78,6 +78,7 @@ class CsmsApp:
         self.api = build_api(self)
         self.ready = False
         self.draining = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         if settings.stations:
             self._replace_registry(load_stations(settings.stations))
 
@@ -144,8 +145,10 @@ class CsmsApp:
             entry = by_id.get(session.station_id)
             if (entry is None and self.services.default_entry is None) or (
                     entry is not None and not entry.enabled):
-                asyncio.get_running_loop().create_task(self.services.connections.disconnect(
+                task = asyncio.get_running_loop().create_task(self.services.connections.disconnect(
                     session.station_id, 1008, "station removed from the registry or disabled"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             elif entry is not None:
                 session.context.station = entry
         logger.info("registry reloaded: %d stations", len(entries))
