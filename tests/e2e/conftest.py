@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +106,8 @@ class Server:
         return self.log.read_text()
 
     def wait_for_log(self, text: str, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not logged; log:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
+        wait_until(lambda: text in self.output(), timeout,
+                   f"{text!r} in the log:\n{self.output()[-3000:]}")
 
 
 def start_server(tmp: Path, stations: str = STATIONS, *args: str, **env: str) -> Server:
@@ -125,19 +123,21 @@ def start_server(tmp: Path, stations: str = STATIONS, *args: str, **env: str) ->
         env={**os.environ, "CSMS_LOG_LEVEL": "info", **env},
     )
     server = Server(port, proc, path, log, log_file)
-    deadline = time.monotonic() + 20
-    while True:
+    def ready() -> bool:
         if proc.poll() is not None:
             log_file.close()
             raise RuntimeError(f"csms serve exited: {server.output()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.http}/readyz", timeout=1).status_code == 200:
-                return server
-        if time.monotonic() > deadline:
-            proc.kill()
-            log_file.close()
-            raise RuntimeError(f"csms serve not ready: {server.output()}")
-        time.sleep(0.05)
+            return httpx.get(f"{server.http}/readyz", timeout=1).status_code == 200
+        return False
+
+    try:
+        wait_until(ready, 20, "csms serve to be ready")
+    except AssertionError:
+        proc.kill()
+        log_file.close()
+        raise RuntimeError(f"csms serve not ready: {server.output()}") from None
+    return server
 
 
 def stop_server(server: Server) -> None:

@@ -6,6 +6,7 @@ from ocpp.v16 import call as call16
 
 from tests.e2e.conftest import Server, api
 from tests.e2e.stations import connected
+from tests.polling import eventually
 
 
 async def post(server: Server, sid: str, body: dict[str, object]) -> tuple[int, dict]:
@@ -51,8 +52,10 @@ async def test_a_station_that_does_not_answer_in_time_is_504(server: Server) -> 
                                                    "payload": {"type": "Soft"}, "timeout": 0.3})
         assert status == 504 and "did not answer Reset" in body["detail"]
         cp.reset_delay = 0.0
-        # The slot was freed: the next call goes through (the late reply is ignored).
-        await asyncio.sleep(2.0)
+        # The slot was freed: the next call goes through, and the late reply is ignored.
+        await eventually(lambda: cp.resets_answered == 1, timeout=5)
+        await eventually(lambda: 'csms_unexpected_frames_total{kind="callresult",version="1.6"}'
+                         in api(server, "GET", "/metrics").text)
         status, _ = await post(server, "cp16", {"action": "Reset", "payload": {"type": "Hard"}})
         assert status == 200
 

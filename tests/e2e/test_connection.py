@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Server, api
 from tests.e2e.stations import connected
+from tests.polling import eventually
 
 
 async def test_a_second_connection_wins_and_the_first_is_closed(server: Server) -> None:
@@ -84,13 +85,12 @@ def _silent_station(server: Server, sid: str) -> socket.socket:
 
 async def test_a_dead_connection_is_dropped_after_unanswered_pings(server: Server) -> None:
     sock = _silent_station(server, "any")
-    try:
-        async with asyncio.timeout(10):
-            while True:  # ping every 0.5 s, pong timeout 0.5 s (the fixture's settings)
-                listed = await asyncio.to_thread(api, server, "GET", "/api/v1/stations")
-                if not [s for s in listed.json() if s["id"] == "any"]:
-                    break
-                await asyncio.sleep(0.1)
+    def gone() -> bool:
+        listed = api(server, "GET", "/api/v1/stations").json()
+        return not [s for s in listed if s["id"] == "any"]
+
+    try:  # pings every 0.5 s with a 0.5 s pong timeout (the fixture's settings)
+        await eventually(lambda: asyncio.to_thread(gone), timeout=10)
     finally:
         sock.close()
     server.wait_for_log("any disconnected")

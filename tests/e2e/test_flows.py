@@ -7,6 +7,7 @@ from ocpp.v16 import call as call16
 from ocpp.v21 import call as call21
 from ocpp.v201 import call as call201
 
+from tests import polling
 from tests.e2e.conftest import Server, api
 from tests.e2e.stations import connected
 
@@ -14,12 +15,7 @@ NOW = "2026-01-01T00:00:00Z"
 
 
 async def eventually(check: Any, timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await asyncio.to_thread(check)
-            if value:
-                return value
-            await asyncio.sleep(0.05)
+    return await polling.eventually(lambda: asyncio.to_thread(check), timeout)
 
 
 async def test_an_ocpp16_station_boots_charges_and_gets_its_configuration(server: Server) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import api, start_server, stop_server
+from tests.polling import wait_until
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1", "2.1"])
@@ -20,13 +21,8 @@ def test_a_simulated_fleet_runs_without_errors(tmp_path: Path, version: str) -> 
              "--heartbeat", "0.5", "--duration", "4", "--connect-rate", "100",
              "--no-display"], stdout=subprocess.PIPE, text=True)
         # While the fleet runs, a command through the API reaches one of its stations.
-        import time
-
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            if len(api(server, "GET", "/api/v1/stations").json()) == 8:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: len(api(server, "GET", "/api/v1/stations").json()) == 8,
+                   what="8 stations connected")
         reset = "Soft" if version == "1.6" else "Immediate"
         response = api(server, "POST", "/api/v1/stations/SIM-0003/calls",
                        json={"action": "Reset", "payload": {"type": reset}})

@@ -16,6 +16,7 @@ from csms.config import Settings
 from csms.services import Services
 from csms.state.registry import MemoryRegistry, StationEntry
 from tests.e2e.stations import connected
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +29,7 @@ async def serve(app: Any) -> AsyncIterator[int]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                            lifespan="on"))
     task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, timeout=10)
     try:
         yield port
     finally:
@@ -94,9 +93,7 @@ async def test_every_accepted_message_and_connection_is_an_event() -> None:
             await cs.call(call201.StatusNotification(
                 timestamp="2026-01-01T00:00:00Z", connector_status="Available", evse_id=1,
                 connector_id=1))
-        async with asyncio.timeout(5):
-            while ("CS-1", "disconnected") not in events:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: ("CS-1", "disconnected") in events)
     consumer.cancel()
     assert events == [("CS-1", "connected"), ("CS-1", "Heartbeat"),
                       ("CS-1", "StatusNotification"), ("CS-1", "disconnected")]
