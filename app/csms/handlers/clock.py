@@ -1,7 +1,17 @@
 """The current time as OCPP writes it: RFC 3339, UTC, millisecond precision."""
 
+import time
 from datetime import UTC, datetime
+
+_last: tuple[int, str] = (0, "")
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Formatting a datetime costs more than the rest of a Heartbeat; under load many
+    # answers fall in the same millisecond, so reuse the last string for it.
+    global _last
+    ms = int(time.time() * 1000)
+    if ms != _last[0]:
+        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        _last = (ms, text.replace("+00:00", "Z"))
+    return _last[1]

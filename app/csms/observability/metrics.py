@@ -1,27 +1,68 @@
 """Prometheus metrics per OCPP action, direction, version and outcome.
 
-Label children are cached per label tuple, so the hot path costs a dict lookup, a counter
-increment and a histogram observation. Each app has its own `CollectorRegistry`.
+The per-message series are plain numbers in a dict (`MessageStats`): a message costs a dict
+lookup, two additions and a bisect, with no lock, because the event loop is the only writer
+and `/metrics` is read on the same loop. They become Prometheus families at scrape time.
+Connection-level metrics are ordinary prometheus_client objects (they change rarely).
+Each app has its own `CollectorRegistry`.
 """
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LABELS = ["action", "direction", "version", "outcome"]
+
+
+class _Series:
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+
+
+class MessageStats:
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
+
+    def observe(self, key: tuple[str, str, str, str], seconds: float) -> None:
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        series.count += 1
+        series.total += seconds
+        series.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        messages = CounterMetricFamily(
+            "csms_ocpp_messages", "OCPP CALLs handled, by action, direction, version, outcome",
+            labels=LABELS)
+        duration = HistogramMetricFamily(
+            "csms_ocpp_message_duration_seconds",
+            "Time from a CALL to its answer (inbound: our handling; outbound: the station's)",
+            labels=LABELS)
+        for key, series in list(self._series.items()):
+            messages.add_metric(list(key), series.count)
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], series.buckets, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            duration.add_metric(list(key), buckets, series.total)
+        yield messages
+        yield duration
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
-            "csms_ocpp_messages", "OCPP CALLs handled, by action, direction, version, outcome",
-            ["action", "direction", "version", "outcome"], registry=r)
-        self.duration = Histogram(
-            "csms_ocpp_message_duration_seconds",
-            "Time from a CALL to its answer (inbound: our handling; outbound: the station's)",
-            ["action", "direction", "version", "outcome"], buckets=BUCKETS, registry=r)
+        self.messages = MessageStats()
+        r.register(self.messages)
         self.connected = Gauge("csms_connected_stations", "Open station connections",
                                ["version"], registry=r)
         self.connects = Counter("csms_connections", "Accepted station connections",
@@ -34,26 +75,12 @@ class Metrics:
         self.unexpected_frames = Counter(
             "csms_unexpected_frames", "Frames that matched nothing (late or unknown replies)",
             ["version", "kind"], registry=r)
-        self.events_dropped = Counter("csms_events_dropped",
-                                      "Events dropped because a subscriber fell behind",
-                                      registry=r)
-        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-
-    def _child(self, key: tuple[str, str, str, str]) -> tuple[Any, Any]:
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = (self.messages.labels(*key), self.duration.labels(*key))
-        return child
 
     def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
-        counter, histogram = self._child((action, "inbound", version, outcome))
-        counter.inc()
-        histogram.observe(seconds)
+        self.messages.observe((action, "inbound", version, outcome), seconds)
 
     def outbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
-        counter, histogram = self._child((action, "outbound", version, outcome))
-        counter.inc()
-        histogram.observe(seconds)
+        self.messages.observe((action, "outbound", version, outcome), seconds)
 
     def unexpected(self, version: str, kind: str) -> None:
         self.unexpected_frames.labels(version, kind).inc()

@@ -151,7 +151,8 @@ def _payload_type(fn: Handler) -> type | None:
 class Route:
     """One action of one version: its handler, validators and after-hooks, prepared once."""
 
-    __slots__ = ("action", "afters", "handler", "is_async", "payload_type", "request", "response")
+    __slots__ = ("action", "afters", "empty_response_valid", "handler", "is_async",
+                 "payload_type", "request", "response")
 
     def __init__(self, version: str, action: str, handler: Handler, afters: Sequence[Handler]):
         self.action = action
@@ -160,6 +161,8 @@ class Route:
         self.payload_type = _payload_type(handler)
         self.request = schemas.request(version, action)
         self.response = schemas.response(version, action)
+        # Most answers to notifications are {}: check once whether that is valid.
+        self.empty_response_valid = self.response is not None and self.response.accepts({})
         self.afters = tuple(afters)
 
     def invoke(self, payload: Payload, context: Context) -> Any:

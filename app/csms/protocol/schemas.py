@@ -57,6 +57,9 @@ class Validator:
         self._validator = _validator(version, name)
         self.name = name
 
+    def accepts(self, payload: Any) -> bool:
+        return bool(self._validator.is_valid(payload))
+
     def check(self, payload: Any) -> None:
         # is_valid is the fast path; the error is built only for the rare bad payload.
         if self._validator.is_valid(payload):

@@ -27,7 +27,7 @@ from csms.protocol.errors import (
     ResponseInvalid,
     RpcError,
 )
-from csms.protocol.router import Context, Payload, RouteTable, to_payload
+from csms.protocol.router import Context, Payload, Route, RouteTable, to_payload
 from csms.protocol.versions import V21
 
 Sender = Callable[[str], Awaitable[None]]
@@ -159,49 +159,60 @@ class Session:
         run_eagerly(self._handle_call(message_id, frame[2], frame[3]), self._tasks)
 
     async def _handle_call(self, message_id: str, action: str, payload: Payload) -> None:
+        # One coroutine per CALL, run eagerly: validation, handler, reply, metrics, events.
         start = time.perf_counter()
+        route = self._table.routes.get(action)
         try:
-            response = await self._dispatch(action, payload)
+            if route is None:
+                raise self._unknown(action)
+            route.request.check(payload)
+            if route.response is None:
+                raise RpcError(ErrorCode.NOT_SUPPORTED, f"{action} travels only as a SEND")
+            try:
+                result = route.invoke(payload, self.context)
+                if route.is_async:
+                    result = await result
+            except RpcError:
+                raise  # the handler's deliberate CALLERROR
+            except Exception:
+                self.log.exception("%s handler failed", action)
+                raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+            response = self._checked(route, result)
         except RpcError as exc:
-            self._hooks.inbound(self.version, action, exc.code.wire(self.version),
-                                time.perf_counter() - start)
-            await self._write(frames.error(
-                message_id, exc.code.wire(self.version), exc.description, exc.details))
+            code = exc.code.wire(self.version)
+            await self._write(frames.error(message_id, code, exc.description, exc.details))
+            self._hooks.inbound(self.version, action, code, time.perf_counter() - start)
             return
-        await self._write(frames.result(message_id, response))
+        if self.closed is None:  # inline _write: one coroutine less per message
+            try:
+                await self._send(frames.result(message_id, response))
+            except Exception as exc:  # noqa: BLE001 - the socket went away; the reader sees it
+                self.log.debug("send failed: %s", exc)
         self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
         self._hooks.accepted(self.station_id, self.version, action, payload)
-        route = self._table.routes[action]
         for hook in route.afters:
             run_eagerly(self._after(hook, payload, response), self._tasks)
 
-    async def _dispatch(self, action: str, payload: Payload, unconfirmed: bool = False) -> Payload:
-        route = self._table.get(action)
-        if route is None:
-            if action in self._table.known:
-                raise RpcError(ErrorCode.NOT_SUPPORTED, f"{action} is not supported here")
-            raise RpcError(ErrorCode.NOT_IMPLEMENTED,
-                           f"{action} is not an OCPP {self.version} action")
-        route.request.check(payload)
-        if route.response is None and not unconfirmed:
-            raise RpcError(ErrorCode.NOT_SUPPORTED, f"{action} travels only as a SEND")
+    def _unknown(self, action: str) -> RpcError:
+        if action in self._table.known:
+            return RpcError(ErrorCode.NOT_SUPPORTED, f"{action} is not supported here")
+        return RpcError(ErrorCode.NOT_IMPLEMENTED, f"{action} is not an OCPP {self.version} action")
+
+    def _checked(self, route: Route, result: Any) -> Payload:
+        """The handler's result as a payload the response schema accepts."""
         try:
-            result = route.invoke(payload, self.context)
-            if route.is_async:
-                result = await result
             response = to_payload(result)
-        except RpcError:
-            raise  # the handler's deliberate CALLERROR
-        except Exception:
-            self.log.exception("%s handler failed", action)
+        except TypeError:
+            self.log.exception("%s handler returned an unusable value", route.action)
             raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
-        if route.response is None:
+        if route.response is None or (not response and route.empty_response_valid):
             return response
         try:
             route.response.check(response)
         except RpcError as exc:
             # Our handler produced a payload the schema rejects: our bug, never sent on.
-            self.log.error("%s handler returned an invalid payload: %s", action, exc.description)
+            self.log.error("%s handler returned an invalid payload: %s", route.action,
+                           exc.description)
             raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
         return response
 
@@ -223,8 +234,20 @@ class Session:
 
     async def _handle_send(self, action: str, payload: Payload) -> None:
         start = time.perf_counter()
+        route = self._table.routes.get(action)
         try:
-            await self._dispatch(action, payload, unconfirmed=True)
+            if route is None:
+                raise self._unknown(action)
+            route.request.check(payload)
+            try:
+                result = route.invoke(payload, self.context)
+                if route.is_async:
+                    await result
+            except RpcError:
+                raise
+            except Exception:
+                self.log.exception("%s handler failed", action)
+                raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
         except RpcError as exc:
             self.log.warning("SEND %s dropped: %s", action, exc)
             self._hooks.inbound(self.version, action, exc.code.wire(self.version),

@@ -1,18 +1,17 @@
 """The event bus: every accepted station message and every connect and disconnect.
 
-`publish` never blocks the message path. Each subscriber has a bounded queue; when a slow
-subscriber's queue is full the oldest event is dropped and counted, never the message path
-stalled.
+`publish` never blocks the message path, and builds the event only when someone listens.
+Each subscriber has a bounded queue; when a slow subscriber's queue is full the oldest event
+is dropped and counted, never the message path stalled.
 """
 
 import asyncio
-import dataclasses
+import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     station_id: str
     version: str
     action: str  # an OCPP action, or "connected" / "disconnected"
@@ -20,11 +19,12 @@ class Event:
     time: float
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
 
 class EventBus(Protocol):
-    def publish(self, event: Event) -> None: ...
+    def publish(self, station_id: str, version: str, action: str,
+                payload: dict[str, Any]) -> None: ...
 
     def subscribe(self, maxsize: int = 10_000) -> AsyncIterator[Event]: ...
 
@@ -41,7 +41,11 @@ class MemoryEventBus:
     def dropped(self) -> int:
         return self._dropped
 
-    def publish(self, event: Event) -> None:
+    def publish(self, station_id: str, version: str, action: str,
+                payload: dict[str, Any]) -> None:
+        if not self._queues:
+            return
+        event = Event(station_id, version, action, payload, time.time())
         for queue in self._queues:
             if queue.full():
                 queue.get_nowait()
