@@ -186,7 +186,7 @@ class Session:
         if self.closed is None:  # inline _write: one coroutine less per message
             try:
                 await self._send(frames.result(message_id, response))
-            except Exception as exc:  # noqa: BLE001 - the socket went away; the reader sees it
+            except Exception as exc:
                 self.log.debug("send failed: %s", exc)
         self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
         self._hooks.accepted(self.station_id, self.version, action, payload)
