@@ -5,6 +5,7 @@ ChangeConfiguration per key, OCPP 2.x one SetVariables with `Component.Variable`
 outcome of each key (Accepted, Rejected, RebootRequired, ... or the failure) is recorded.
 """
 
+import logging
 from typing import Any
 
 from csms.handlers.clock import now
@@ -13,6 +14,7 @@ from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
 from csms.services import Services
 
+logger = logging.getLogger("csms.provisioning")
 SET_VARIABLES_BATCH = 16  # stay under common ItemsPerMessageSetVariables limits
 
 
@@ -86,10 +88,10 @@ def router(services: Services) -> Router:
 
     @r.on("BootNotification")
     async def boot_notification(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        await services.stations.record_boot(context.station_id,
-                                            boot_info(payload, context.version))
+        info = boot_info(payload, context.version)
+        await services.stations.record_boot(context.station_id, info)
         interval = context.station.heartbeat_interval if context.station else 300
-        context.log.info("boot accepted: %s", boot_info(payload, context.version))
+        logger.info("%s boot accepted: %s", context.station_id, info)
         return {"status": "Accepted", "currentTime": now(), "interval": interval}
 
     @r.after("BootNotification")

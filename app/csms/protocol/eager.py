@@ -36,14 +36,11 @@ async def _continue(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
     return await _finish(coro, yielded)
 
 
-def run_eagerly(
-    coro: Coroutine[Any, Any, None], tasks: set["asyncio.Task[Any]"]
-) -> None:
-    """Start `coro` now; if it suspends, continue it in a task kept in `tasks` until done."""
+def run_eagerly(coro: Coroutine[Any, Any, None]) -> "asyncio.Task[Any] | None":
+    """Start `coro` now; if it suspends, continue it in a task and return that task
+    (the caller must keep a reference to it until it is done)."""
     try:
         yielded = coro.send(None)
     except StopIteration:
-        return
-    task = asyncio.get_running_loop().create_task(_continue(coro, yielded))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+        return None
+    return asyncio.get_running_loop().create_task(_continue(coro, yielded))

@@ -46,7 +46,7 @@ class Caller(Protocol):
 class Context:
     """What a handler knows about the station it serves and how it reaches it."""
 
-    __slots__ = ("_caller", "log", "station", "station_id", "version")
+    __slots__ = ("_caller", "_log", "station", "station_id", "version")
 
     def __init__(
         self,
@@ -61,9 +61,15 @@ class Context:
         # The station's registry entry (csms.state.registry.StationEntry) when the app has one.
         self.station = station
         self._caller = caller
-        self.log = log or logging.LoggerAdapter(
-            logging.getLogger("csms.station"), {"station": station_id}
-        )
+        self._log = log
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger bound to the station (made on first use: most connections never log)."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(logging.getLogger("csms.station"),
+                                              {"station": self.station_id})
+        return self._log
 
     async def call(
         self, action: Any, payload: Any = None, *, timeout: float | None = None

@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from csms.protocol import frames, schemas
@@ -31,7 +31,7 @@ from csms.protocol.router import Context, Payload, Route, RouteTable, to_payload
 from csms.protocol.versions import V21
 
 Sender = Callable[[str], Awaitable[None]]
-logger = logging.getLogger("csms.session")
+logger = logging.getLogger("csms.station")
 
 # Unique across processes (random prefix) and within one (counter): fits string[36].
 _ids = itertools.count(1)
@@ -82,6 +82,9 @@ class _Pending:
 
 
 class Session:
+    __slots__ = ("_call_lock", "_hooks", "_pending", "_send", "_table", "_tasks", "call_timeout",
+                 "closed", "connected_at", "context", "last_message_at", "station_id", "version")
+
     def __init__(
         self,
         station_id: str,
@@ -99,14 +102,26 @@ class Session:
         self._send = send
         self._hooks: SessionHooks = hooks or NoHooks()
         self.call_timeout = call_timeout
-        self.log = logging.LoggerAdapter(logger, {"station": station_id})
-        self.context = Context(station_id, version, self, station, self.log)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._call_lock = asyncio.Lock()
+        self.context = Context(station_id, version, self, station)
+        # Made on first use: an idle connection should cost as little memory as possible.
+        self._tasks: set[asyncio.Task[Any]] | None = None
+        self._call_lock: asyncio.Lock | None = None
         self._pending: _Pending | None = None
         self.closed: str | None = None  # the reason, once closed
         self.connected_at = time.time()
         self.last_message_at = self.connected_at
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self.context.log
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = run_eagerly(coro)
+        if task is not None:
+            if self._tasks is None:
+                self._tasks = set()
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- frames from the station ---------------------------------------------------------
 
@@ -156,7 +171,7 @@ class Session:
             self._reply_error(message_id, RpcError(
                 ErrorCode.FORMAT_VIOLATION, "payload is not a JSON object"))
             return
-        run_eagerly(self._handle_call(message_id, frame[2], frame[3]), self._tasks)
+        self._run(self._handle_call(message_id, frame[2], frame[3]))
 
     async def _handle_call(self, message_id: str, action: str, payload: Payload) -> None:
         # One coroutine per CALL, run eagerly: validation, handler, reply, metrics, events.
@@ -191,7 +206,7 @@ class Session:
         self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
         self._hooks.accepted(self.station_id, self.version, action, payload)
         for hook in route.afters:
-            run_eagerly(self._after(hook, payload, response), self._tasks)
+            self._run(self._after(hook, payload, response))
 
     def _unknown(self, action: str) -> RpcError:
         if action in self._table.known:
@@ -230,7 +245,7 @@ class Session:
                 or type(frame[3]) is not dict):
             self._hooks.unexpected(self.version, "malformed_send")
             return
-        run_eagerly(self._handle_send(frame[2], frame[3]), self._tasks)
+        self._run(self._handle_send(frame[2], frame[3]))
 
     async def _handle_send(self, action: str, payload: Payload) -> None:
         start = time.perf_counter()
@@ -282,9 +297,9 @@ class Session:
         except RpcError as exc:
             pending.future.set_exception(ResponseInvalid(pending.action, exc))
             if self.version == V21:
-                run_eagerly(self._write(frames.result_error(
+                self._run(self._write(frames.result_error(
                     pending.message_id, exc.code.wire(self.version), exc.description,
-                    exc.details)), self._tasks)
+                    exc.details)))
             return
         pending.future.set_result(payload)
 
@@ -321,6 +336,8 @@ class Session:
             schemas.request(self.version, action).check(payload)
         except RpcError as exc:
             raise PayloadInvalid(action, exc) from None
+        if self._call_lock is None:
+            self._call_lock = asyncio.Lock()
         async with self._call_lock:
             if self.closed is not None:
                 raise NotConnected(f"{self.station_id}: {self.closed}")
@@ -392,5 +409,5 @@ class Session:
 
     def _reply_error(self, message_id: str, exc: RpcError) -> None:
         self._hooks.inbound(self.version, "-", exc.code.wire(self.version), 0.0)
-        run_eagerly(self._write(frames.error(
-            message_id, exc.code.wire(self.version), exc.description, exc.details)), self._tasks)
+        self._run(self._write(frames.error(
+            message_id, exc.code.wire(self.version), exc.description, exc.details)))

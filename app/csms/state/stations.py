@@ -18,19 +18,20 @@ class StationState:
     station_id: str
     boot: dict[str, Any] | None = None
     booted_at: float | None = None
-    connectors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Tables are made on first use: most of 19,000 idle stations never fill all of them.
+    connectors: dict[str, dict[str, Any]] | None = None
     meter_values: dict[str, Any] | None = None
-    configuration: dict[str, str] = dataclasses.field(default_factory=dict)
-    transactions: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    configuration: dict[str, str] | None = None
+    transactions: dict[str, dict[str, Any]] | None = None
 
     def view(self) -> dict[str, Any]:
         return {
             "boot": self.boot,
             "bootedAt": self.booted_at,
-            "connectors": self.connectors,
+            "connectors": self.connectors or {},
             "lastMeterValues": self.meter_values,
-            "configuration": self.configuration,
-            "transactions": self.transactions,
+            "configuration": self.configuration or {},
+            "transactions": self.transactions or {},
         }
 
 
@@ -58,7 +59,11 @@ class StationStore(Protocol):
     ) -> dict[str, Any] | None: ...
 
 
-def _bounded_set(table: dict[str, Any], key: str, value: Any, limit: int) -> None:
+def _bounded_set(state: StationState, name: str, key: str, value: Any, limit: int) -> None:
+    table = getattr(state, name)
+    if table is None:
+        table = {}
+        setattr(state, name, table)
     if key not in table and len(table) >= limit:
         table.pop(next(iter(table)))  # drop the oldest key
     table[key] = value
@@ -83,21 +88,21 @@ class MemoryStationStore:
         state.booted_at = time.time()
 
     async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
-        _bounded_set(self._state(station_id).connectors, key, status, MAX_CONNECTORS)
+        _bounded_set(self._state(station_id), "connectors", key, status, MAX_CONNECTORS)
 
     async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None:
         self._state(station_id).meter_values = values
 
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
-        _bounded_set(self._state(station_id).configuration, key, outcome, MAX_CONFIG_KEYS)
+        _bounded_set(self._state(station_id), "configuration", key, outcome, MAX_CONFIG_KEYS)
 
     async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
-        _bounded_set(self._state(station_id).transactions, tx_id, data, MAX_TRANSACTIONS)
+        _bounded_set(self._state(station_id), "transactions", tx_id, data, MAX_TRANSACTIONS)
 
     async def update_transaction(
         self, station_id: str, tx_id: str, data: dict[str, Any]
     ) -> dict[str, Any] | None:
-        tx = self._state(station_id).transactions.get(tx_id)
+        tx = (self._state(station_id).transactions or {}).get(tx_id)
         if tx is not None:
             tx.update(data)
         return tx
@@ -105,7 +110,7 @@ class MemoryStationStore:
     async def close_transaction(
         self, station_id: str, tx_id: str, data: dict[str, Any]
     ) -> dict[str, Any] | None:
-        tx = self._state(station_id).transactions.pop(tx_id, None)
+        tx = (self._state(station_id).transactions or {}).pop(tx_id, None)
         if tx is not None:
             tx.update(data)
         return tx

@@ -28,9 +28,26 @@ async def deny(scope: dict[str, Any], send: Any, rejection: Rejection) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
-async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if (await receive())["type"] != "websocket.connect":
-        return
+class _Socket:
+    """The ASGI send of one websocket, as the session and the connection table use it.
+    (A slotted object rather than two closures: it is kept once per connection.)"""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+
+    def text(self, text: str) -> Awaitable[None]:
+        # Returns the server's own coroutine: no extra coroutine layer per message.
+        return self._send({"type": "websocket.send", "text": text})  # type: ignore[no-any-return]
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
+                     ) -> tuple[str, Any, str] | None:
+    """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open."""
     metrics = app.metrics
     try:
         if app.draining:
@@ -43,7 +60,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
             metrics.rejections.labels(rejection.reason).inc()
         logger.info("handshake refused (%s): %s", rejection.status, rejection.message)
         await deny(scope, send, rejection)
-        return
+        return None
     offered = scope.get("subprotocols") or []
     version = choose_version(offered, entry)
     if version is None:
@@ -54,19 +71,23 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": 1002,
                     "reason": "no agreed OCPP subprotocol"})
-        return
+        return None
     await send({"type": "websocket.accept", "subprotocol": subprotocol(version)})
+    return sid, entry, version
 
-    def send_text(text: str) -> Awaitable[None]:
-        # Returns the server's own coroutine: no extra coroutine layer per message.
-        return send({"type": "websocket.send", "text": text})  # type: ignore[no-any-return]
 
-    async def close(code: int, reason: str) -> None:
-        await send({"type": "websocket.close", "code": code, "reason": reason})
-
-    session = Session(sid, version, app.tables[version], send_text, station=entry,
+async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    admitted = await _handshake(app, scope, send)
+    if admitted is None:
+        return
+    sid, entry, version = admitted
+    metrics = app.metrics
+    socket = _Socket(send)
+    session = Session(sid, version, app.tables[version], socket.text, station=entry,
                       hooks=app.hooks, call_timeout=app.settings.call_timeout)
-    await app.services.connections.add(session, close)
+    await app.services.connections.add(session, socket.close)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.events.publish(sid, version, "connected", {})
     if metrics:
@@ -80,7 +101,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
                 text = message.get("text")
                 if text is None:
                     reason = "binary_frame"
-                    await close(1003, "binary frames are not supported; OCPP-J uses text")
+                    await socket.close(1003, "binary frames are not supported; OCPP-J uses text")
                     break
                 session.receive(text)
             else:
