@@ -21,7 +21,5 @@ class Services:
 
     async def entry(self, station_id: str) -> StationEntry | None:
         entry = await self.registry.get(station_id)
-        if entry is None and self.default_entry is not None:
-            return dataclasses.replace(self.default_entry, station_id=station_id,
-                                       name=station_id)
-        return entry
+        # Unregistered stations share the one default entry (its station_id is "*").
+        return entry if entry is not None else self.default_entry

@@ -93,4 +93,5 @@ async def test_a_rejected_boot_would_push_nothing(make_session: Any) -> None:
     await asyncio.sleep(0)
     assert len(wire.frames) == 1 and wire.frames[0][2]["status"] == "Accepted"
     state = await services.stations.get("CP-1")
-    assert state is not None and state.boot == {"vendor": "v", "model": "m", "reason": "PowerUp"}
+    assert state is not None
+    assert state.view()["boot"] == {"vendor": "v", "model": "m", "reason": "PowerUp"}

@@ -165,7 +165,7 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
     settings = settings or Settings.from_env()
     services = services or Services()
     if settings.accept_unknown and services.default_entry is None:
-        services.default_entry = StationEntry(station_id="", accept_all=True)
+        services.default_entry = StationEntry(station_id="*", name="*", accept_all=True)
     return CsmsApp(routers, settings, services, builtin)
 
 
