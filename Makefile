@@ -42,7 +42,8 @@ unit: setup
 	$(BIN)/pytest -m "not integration"
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache

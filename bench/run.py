@@ -1,0 +1,167 @@
+"""`make bench`: csms against its peers, server pinned to cpu0 and load on cpu1.
+
+With ../shared/bench present (the peer servers and their load generator), every scenario
+runs the peers and csms in the same run and reports csms as ratios of them: absolute figures
+drift on shared machines, ratios much less. Without it, csms runs alone against
+bench/driver.py and the figures are absolute.
+
+  closed   200 stations, one call outstanding each, 70% MeterValues / 20% Heartbeat /
+           10% StatusNotification (OCPP 1.6 and 2.0.1)
+  paced    10,000 stations, one call each every 5 s
+  idle     19,000 stations, a Heartbeat each every 30 s: RSS per connection, heartbeat p99
+  scale    closed loop at 1,000, 5,000 and 19,000 stations: calls/s and RSS
+
+    python bench/run.py [--quick] [--only closed,paced,idle,scale] [--out FILE]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "bench"
+VENV_BIN = Path(sys.executable).parent
+CSMS = (f"{VENV_BIN}/csms serve --host 127.0.0.1 --port {{port}} --accept-unknown "
+        "--log-level warning")
+CSMS_ENTRY = f"csms@/ocpp={CSMS}"
+
+
+def sh(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> str:
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
+    sys.stderr.write(out.stdout)
+    return out.stdout
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """The peer scripts print a header line and one row per server."""
+    lines = [line.split() for line in text.strip().splitlines() if line.strip()]
+    header, rows = lines[0], lines[1:]
+    return [dict(zip(header, row, strict=False)) for row in rows if len(row) == len(header)]
+
+
+def ratio(rows: list[dict[str, str]], column: str, name: str, peer: str) -> str:
+    try:
+        ours = float(next(r for r in rows if r["server"] == name)[column])
+        theirs = float(next(r for r in rows if r["server"] == peer)[column])
+    except (StopIteration, ValueError, KeyError):
+        return "n/a"
+    return f"{ours / theirs:.2f}"
+
+
+def markdown(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no rows)\n"
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(r.get(c, "") for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def closed(quick: bool) -> str:
+    secs = "5" if quick else "10"
+    report = ["## Closed loop, 200 stations\n"]
+    for version in ("1.6", "2.0.1"):
+        cmd = ["bash", str(SHARED / "peers_bench.sh"), version, "200", secs, CSMS_ENTRY]
+        rows = table(sh(cmd))
+        report.append(f"`bench/peers_bench.sh {version} 200 {secs} \"{CSMS_ENTRY}\"`\n")
+        report.append(markdown(rows))
+        report.append(
+            f"csms / raw ASGI responder: **{ratio(rows, 'calls/s', 'csms', 'raw-asgi-uvicorn')}**"
+            f"; / ocpp-rpc (Node): {ratio(rows, 'calls/s', 'csms', 'ocpp-rpc-node')}"
+            f"; / ocpp+websockets: {ratio(rows, 'calls/s', 'csms', 'ocpp+websockets')}"
+            f"; / ocpp-asgi 0.4: {ratio(rows, 'calls/s', 'csms', 'ocpp-asgi-0.4')}\n")
+    return "\n".join(report)
+
+
+def paced(quick: bool) -> str:
+    n, secs = ("5000", "15") if quick else ("10000", "30")
+    cmd = ["bash", str(SHARED / "paced_bench.sh"), n, "5", secs, "1.6", CSMS_ENTRY]
+    rows = table(sh(cmd))
+    return (f"## Paced fleet, {n} stations, one call each per 5 s\n\n"
+            f"`bench/paced_bench.sh {n} 5 {secs} 1.6 \"{CSMS_ENTRY}\"`\n\n" + markdown(rows))
+
+
+def idle(quick: bool) -> str:
+    n = "10000" if quick else "19000"
+    raw = f"raw-asgi-uvicorn=/tmp/bench-venv/bin/python {SHARED}/peers/raw_asgi_server.py {{port}}"
+    cmd = ["bash", str(SHARED / "conn_bench.sh"), n, "1.6", raw, CSMS_ENTRY]
+    rows = table(sh(cmd, env={"PEERS": "0"}))
+    return (f"## Idle fleet, {n} stations (Heartbeat every 30 s)\n\n"
+            f"`PEERS=0 bench/conn_bench.sh {n} 1.6 \"{raw}\" \"{CSMS_ENTRY}\"`\n\n"
+            + markdown(rows)
+            + f"\ncsms / raw KB per connection: **{ratio(rows, 'kb_per_conn', 'csms', 'raw-asgi-uvicorn')}**\n")
+
+
+def scale(quick: bool) -> str:
+    sizes = "1000 5000" if quick else "1000 5000 19000"
+    # Our driver connects the whole fleet before the closed loop starts; the shared load
+    # generator starts calling while others still connect and fails above ~5,000 stations.
+    load = [sys.executable, str(ROOT / "bench" / "driver.py")]
+    cmd = ["bash", str(ROOT / "bench" / "scale_bench.sh"), CSMS, *load]
+    rows = table(sh(cmd, env={"SIZES": sizes}))
+    return ("## Scaling: closed loop at growing fleet sizes (csms alone)\n\n"
+            f"`SIZES=\"{sizes}\" bench/scale_bench.sh \"{CSMS}\" python bench/driver.py`\n\n"
+            + markdown(rows))
+
+
+def standalone(quick: bool) -> str:
+    rows = []
+    for port, (mode, version, n) in enumerate(
+            [("closed", "1.6", 200), ("closed", "2.0.1", 200), ("paced", "1.6", 5000)],
+            start=9850):
+        server = subprocess.Popen(["taskset", "-c", "0", "bash", "-c", "ulimit -n 20000; exec "
+                                   + CSMS.replace("{port}", str(port))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.5)
+        out = subprocess.run(["taskset", "-c", "1", sys.executable,
+                              str(ROOT / "bench" / "driver.py"), "--url",
+                              f"ws://127.0.0.1:{port}/ocpp/{{id}}", "--mode", mode,
+                              "--version", version, "--stations", str(n),
+                              "--duration", "5" if quick else "10"],
+                             capture_output=True, text=True, timeout=300)
+        server.terminate()
+        server.wait(15)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append({"mode": mode, "version": version, "stations": str(n),
+                     "calls/s": str(r["rate_per_s"]), "p50_ms": str(r["p50_ms"]),
+                     "p99_ms": str(r["p99_ms"]), "errors": str(r["call_errors"])})
+    return ("## csms alone (../shared/bench not found: absolute figures, no peers)\n\n"
+            + markdown(rows))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="shorter runs, smaller fleets")
+    p.add_argument("--only", default="closed,paced,idle,scale")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
+    args = p.parse_args()
+    if not shutil.which("taskset"):
+        sys.exit("bench: taskset (util-linux) is needed to pin server and load to cores")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    parts = [f"# csms benchmark, {started}\n",
+             "Server pinned to cpu0, load generator to cpu1; default settings (schema "
+             "validation, metrics and events on), `--accept-unknown`.\n"]
+    if SHARED.exists():
+        sh(["bash", str(SHARED / "setup_peers.sh")])
+        runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale}
+        for name in args.only.split(","):
+            parts.append(runners[name](args.quick))
+    else:
+        parts.append(standalone(args.quick))
+    report = "\n".join(parts)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
