@@ -17,7 +17,6 @@ bench/driver.py and the figures are absolute.
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -96,8 +95,8 @@ def idle(quick: bool) -> str:
     rows = table(sh(cmd, env={"PEERS": "0"}))
     return (f"## Idle fleet, {n} stations (Heartbeat every 30 s)\n\n"
             f"`PEERS=0 bench/conn_bench.sh {n} 1.6 \"{raw}\" \"{CSMS_ENTRY}\"`\n\n"
-            + markdown(rows)
-            + f"\ncsms / raw KB per connection: **{ratio(rows, 'kb_per_conn', 'csms', 'raw-asgi-uvicorn')}**\n")
+            + markdown(rows) + "\ncsms / raw KB per connection: "
+            + f"**{ratio(rows, 'kb_per_conn', 'csms', 'raw-asgi-uvicorn')}**\n")
 
 
 def scale(quick: bool) -> str:
