@@ -41,6 +41,8 @@ class Settings:
     ssl_keyfile: str | None = _field(None, "TLS private key")
     ssl_ca_certs: str | None = _field(None, "CA bundle for client certificates (profile 3)")
     metrics: bool = _field(True, "serve Prometheus metrics at /metrics")
+    gc_young_every: float = _field(0.1, "seconds between young garbage collections")
+    gc_full_every: float = _field(600.0, "seconds between full garbage collections")
 
     def __repr__(self) -> str:  # never show the API token
         shown = {f.name: ("***" if f.name == "api_token" and getattr(self, f.name) else

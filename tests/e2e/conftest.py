@@ -17,7 +17,12 @@ import pytest
 
 from tests.polling import wait_until
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything under e2e/ runs real processes on loopback (`make unit` skips it).
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
 
 STATIONS = """
 apiVersion: csms.dev/v1alpha1

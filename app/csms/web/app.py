@@ -22,15 +22,12 @@ from csms.state.credentials import VerifiedCache
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
 from csms.web import http_frames, websocket
 from csms.web.api import build_api
+from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
-# Young collections every 3,000 allocations instead of 700, and full collections at most
-# every 100 middle ones: with 19,000 connections a full collection walks ~1M objects
-# (100+ ms), and the default settings run one every time the heap grows by a quarter.
-# Measured in bench/RESULTS.md (idle fleet: worst loop stall 661 ms -> 37 ms).
-GC_THRESHOLDS = (3000, 10, 100)
+
 
 
 class AppHooks:
@@ -80,6 +77,8 @@ class CsmsApp:
         self.ready = False
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
+        self._gc_task: asyncio.Task[None] | None = None
         if settings.stations:
             self._replace_registry(load_stations(settings.stations))
 
@@ -113,13 +112,15 @@ class CsmsApp:
                 # cyclic collector's scans, which otherwise walk the whole heap on the hot path.
                 gc.collect()
                 gc.freeze()
-                gc.set_threshold(*GC_THRESHOLDS)
+                self._gc_task = asyncio.get_running_loop().create_task(self._gc.run())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
                 self.draining = True
                 await self.services.connections.close_all(1001, "server shutting down")
+                if self._gc_task is not None:
+                    self._gc_task.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -1,0 +1,58 @@
+"""Paced garbage collection for a server holding tens of thousands of connections.
+
+CPython starts a young collection when allocations minus deallocations pass a threshold.
+An idle websocket replaces its pending receive future, coroutines and callback lists with
+each message, so the count barely moves while the young generation fills with objects that
+live for seconds: measured with 10,000 stations, it held 75,000 objects and each collection
+paused the loop 30-90 ms; promoted to the old generation they made full collections of
+~1M objects (100+ ms) every few seconds.
+
+So automatic collection is off, and this pacer:
+- every `young_every` seconds collects the young generation (short-lived cycles, such as
+  exception tracebacks, die there), then freezes the survivors (`gc.freeze` is O(1)): they
+  are never walked again, and are still freed by reference counting like any object;
+- every `full_every` seconds unfreezes and runs a full collection, to reclaim cycles among
+  objects that outlived a freeze (a closed connection's), and logs how long it took.
+"""
+
+import asyncio
+import gc
+import logging
+import time
+
+logger = logging.getLogger("csms.gc")
+
+
+class GcPacer:
+    def __init__(self, young_every: float = 0.1, full_every: float = 600.0) -> None:
+        self.young_every = young_every
+        self.full_every = full_every
+        self.last_full_seconds = 0.0
+        self.young_passes = 0
+
+    async def run(self) -> None:
+        gc.disable()
+        next_full = time.monotonic() + self.full_every
+        try:
+            while True:
+                await asyncio.sleep(self.young_every)
+                if time.monotonic() >= next_full:
+                    self.full()
+                    next_full = time.monotonic() + self.full_every
+                else:
+                    gc.collect(0)
+                    gc.freeze()
+                    self.young_passes += 1
+        finally:
+            gc.unfreeze()
+            gc.enable()
+
+    def full(self) -> int:
+        start = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        self.last_full_seconds = time.perf_counter() - start
+        logger.info("full collection: %d unreachable objects in %.0f ms", found,
+                    self.last_full_seconds * 1000)
+        return found
