@@ -23,11 +23,11 @@ async def test_young_cycles_are_collected_and_survivors_reclaimed_by_a_full_pass
         del young
         await eventually(lambda: dead() is None)  # a young collection found the cycle
 
-        kept = Node()
-        survivor = weakref.ref(kept)
+        kept = [Node()]
+        survivor = weakref.ref(kept[0])
         # It outlives a young pass, so it is frozen: no longer among the tracked objects.
-        await eventually(lambda: all(o is not kept for o in gc.get_objects()))
-        del kept
+        await eventually(lambda: all(o is not kept[0] for o in gc.get_objects()))
+        kept.clear()
         passes = pacer.young_passes
         await eventually(lambda: pacer.young_passes > passes + 2)
         assert survivor() is not None  # frozen cycles wait for the full pass
