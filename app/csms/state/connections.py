@@ -6,12 +6,15 @@ and its pending and queued CALLs fail with `NotConnected`.
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from csms.protocol.session import Session
 
 logger = logging.getLogger("csms.connections")
-CloseSocket = Callable[[int, str], Awaitable[None]]
+
+
+class Socket(Protocol):
+    async def close(self, code: int, reason: str) -> None: ...
 
 SUPERSEDED = "superseded by a newer connection"
 
@@ -19,7 +22,7 @@ SUPERSEDED = "superseded by a newer connection"
 @dataclasses.dataclass(slots=True)
 class Connection:
     session: Session
-    close: CloseSocket
+    socket: Socket
 
 
 class Connections:
@@ -36,14 +39,14 @@ class Connections:
     def sessions(self) -> list[Session]:
         return [c.session for c in self._open.values()]
 
-    async def add(self, session: Session, close: CloseSocket) -> None:
+    async def add(self, session: Session, socket: Socket) -> None:
         old = self._open.get(session.station_id)
-        self._open[session.station_id] = Connection(session, close)
+        self._open[session.station_id] = Connection(session, socket)
         if old is not None:
             logger.info("%s: %s", session.station_id, SUPERSEDED)
             old.session.close(SUPERSEDED)
             try:
-                await old.close(1000, SUPERSEDED)
+                await old.socket.close(1000, SUPERSEDED)
             except Exception as exc:
                 logger.debug("closing superseded socket failed: %s", exc)
 
@@ -60,13 +63,13 @@ class Connections:
         if conn is None:
             return False
         conn.session.close(reason)
-        await conn.close(code, reason)
+        await conn.socket.close(code, reason)
         return True
 
     async def close_all(self, code: int, reason: str) -> None:
         for conn in list(self._open.values()):
             conn.session.close(reason)
             try:
-                await conn.close(code, reason)
+                await conn.socket.close(code, reason)
             except Exception as exc:
                 logger.debug("close failed: %s", exc)

@@ -5,6 +5,7 @@ Sizes are bounded per station so a misbehaving station cannot grow memory withou
 """
 
 import dataclasses
+import sys
 import time
 from typing import Any, NamedTuple, Protocol
 
@@ -97,7 +98,9 @@ class MemoryStationStore:
 
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
         state = self._state(station_id)
-        state.boot = Boot(*(boot.get(k) for k in Boot._fields))
+        # Interned: a fleet shares a handful of vendors, models and firmware versions.
+        state.boot = Boot(*(sys.intern(v) if isinstance(v := boot.get(k), str) else v
+                            for k in Boot._fields))
         state.booted_at = time.time()
 
     async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:

@@ -83,11 +83,12 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     if admitted is None:
         return
     sid, entry, version = admitted
+    del admitted  # this frame lives as long as the connection: keep only what it needs
     metrics = app.metrics
     socket = _Socket(send)
     session = Session(sid, version, app.tables[version], socket.text, station=entry,
                       hooks=app.hooks, call_timeout=app.settings.call_timeout)
-    await app.services.connections.add(session, socket.close)
+    await app.services.connections.add(session, socket)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.events.publish(sid, version, "connected", {})
     if metrics:
