@@ -38,6 +38,11 @@ def boot_info(payload: dict[str, Any], version: str) -> dict[str, Any]:
     return {k: v for k, v in info.items() if v is not None}
 
 
+def variable_key(item: dict[str, Any]) -> str:
+    """The `Component.Variable` key of a 2.x SetVariables/GetVariables data or result item."""
+    return f"{item['component']['name']}.{item['variable']['name']}"
+
+
 def split_key(key: str) -> tuple[str, str]:
     component, _, variable = key.partition(".")
     if not component or not variable:
@@ -79,8 +84,7 @@ async def push_configuration(services: Services, context: Context, desired: dict
                 await record(sid, key, f"Failed: {exc}")
             continue
         for item in result["setVariableResult"]:
-            key = f"{item['component']['name']}.{item['variable']['name']}"
-            await record(sid, key, str(item["attributeStatus"]))
+            await record(sid, variable_key(item), str(item["attributeStatus"]))
 
 
 def router(services: Services) -> Router:

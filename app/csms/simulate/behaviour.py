@@ -7,6 +7,7 @@ against the official schema and every answer it gives is too.
 import asyncio
 from typing import Any
 
+from csms.handlers.provisioning import variable_key
 from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
 
@@ -73,7 +74,7 @@ def router(model: StationModel) -> Router:
         model.received += 1
         results = []
         for item in payload["setVariableData"]:
-            key = f"{item['component']['name']}.{item['variable']['name']}"
+            key = variable_key(item)
             model.configuration[key] = item["attributeValue"]
             results.append({"attributeStatus": "Accepted", "component": item["component"],
                             "variable": item["variable"]})
@@ -84,7 +85,7 @@ def router(model: StationModel) -> Router:
         model.received += 1
         results = []
         for item in payload["getVariableData"]:
-            key = f"{item['component']['name']}.{item['variable']['name']}"
+            key = variable_key(item)
             value = model.configuration.get(key)
             result: dict[str, Any] = {
                 "attributeStatus": "Accepted" if value is not None else "UnknownVariable",
