@@ -1,0 +1,36 @@
+"""`make bench`'s own load driver works against a real server (figures are not asserted)."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server, start_server, stop_server
+
+DRIVER = Path(__file__).parent.parent.parent / "bench" / "driver.py"
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("bench"), "", "--accept-unknown")
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.parametrize(("mode", "version"), [("closed", "1.6"), ("paced", "2.0.1")])
+def test_the_bench_driver_runs_a_fleet_without_errors(
+    open_server: Server, mode: str, version: str
+) -> None:
+    server = open_server
+    out = subprocess.run(
+        [sys.executable, str(DRIVER), "--url", f"{server.ws}/{{id}}", "--mode", mode,
+         "--version", version, "--stations", "20", "--interval", "0.1", "--duration", "1",
+         "--warmup", "0.2", "--connect-rate", "200"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["connected"] == 20 and result["connect_failed"] == 0
+    assert result["calls"] > 20 and result["call_errors"] == 0
