@@ -187,3 +187,21 @@ async def test_the_context_sends_21_send_frames(make_session: Any) -> None:
         "id": 1, "pending": 0, "basetime": "2026-01-01T00:00:00Z", "data": [{"t": 0, "v": "1"}]})
     frame = (await wire.wait_for(1))[0]
     assert frame[0] == 6 and frame[2] == "NotifyPeriodicEventStream"
+
+
+class LabelHooks(NoHooks):
+    def __init__(self) -> None:
+        self.labels: list[tuple[str, str]] = []
+
+    def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        self.labels.append((action, outcome))
+
+
+async def test_invented_action_names_share_one_metric_label(make_session: Any) -> None:
+    hooks = LabelHooks()
+    session, wire = make_session("2.0.1", hooks=hooks)
+    for n in range(3):
+        session.receive(f'[2, "u{n}", "Invented{n}", {{}}]')
+    session.receive('[2, "k", "Reset", {"type": "Immediate"}]')  # known, not handled here
+    await wire.wait_for(4)
+    assert hooks.labels == [("unknown", "NotImplemented")] * 3 + [("Reset", "NotSupported")]

@@ -196,7 +196,8 @@ class Session:
         except RpcError as exc:
             code = exc.code.wire(self.version)
             await self._write(frames.error(message_id, code, exc.description, exc.details))
-            self._hooks.inbound(self.version, action, code, time.perf_counter() - start)
+            self._hooks.inbound(self.version, self._label(action), code,
+                                time.perf_counter() - start)
             return
         if self.closed is None:  # inline _write: one coroutine less per message
             try:
@@ -207,6 +208,10 @@ class Session:
         self._hooks.accepted(self.station_id, self.version, action, payload)
         for hook in route.afters:
             self._run(self._after(hook, payload, response))
+
+    def _label(self, action: str) -> str:
+        # Action names a station invents must not become metric series of their own.
+        return action if action in self._table.known else "unknown"
 
     def _unknown(self, action: str) -> RpcError:
         if action in self._table.known:
@@ -264,8 +269,8 @@ class Session:
                 self.log.exception("%s handler failed", action)
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
         except RpcError as exc:
-            self.log.warning("SEND %s dropped: %s", action, exc)
-            self._hooks.inbound(self.version, action, exc.code.wire(self.version),
+            self.log.warning("SEND %s dropped: %s", action[:64], exc)
+            self._hooks.inbound(self.version, self._label(action), exc.code.wire(self.version),
                                 time.perf_counter() - start)
             return
         self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
