@@ -17,7 +17,8 @@ async def status_of(url: str, **kwargs: object) -> int:
 
 
 @pytest.mark.parametrize(("path", "status"), [
-    ("x" * 49, 400), ("has%3Acolon", 400), ("bad%ZZ", 400), ("nobody", 404), ("retired", 404),
+    ("x" * 49, 400), ("has%3Acolon", 400), ("bad%ZZ", 400), ("line%0Abreak", 400),
+    ("nobody", 404), ("retired", 404),
 ])
 async def test_bad_ids_and_unknown_or_disabled_stations_are_refused(
     server: Server, path: str, status: int

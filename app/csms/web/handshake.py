@@ -42,6 +42,8 @@ def station_id(scope: dict[str, Any]) -> str:
         raise Rejection(400, "bad_id", "station id is not valid percent-encoded UTF-8") from None
     if not 0 < len(value) <= MAX_ID_LENGTH or ":" in value or "/" in value:
         raise Rejection(400, "bad_id", "station id must be 1-48 characters without ':' or '/'")
+    if not value.isprintable():  # control characters would forge log lines and metrics
+        raise Rejection(400, "bad_id", "station id has control characters")
     return value
 
 
