@@ -3,14 +3,16 @@
 import asyncio
 import base64
 import os
+import signal
 import socket
+from pathlib import Path
 
 import pytest
 import websockets
 from ocpp.v16 import call as call16
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import Server, api
+from tests.e2e.conftest import STATIONS, Server, api, start_server, stop_server
 from tests.e2e.stations import connected
 from tests.polling import eventually
 
@@ -94,3 +96,18 @@ async def test_a_dead_connection_is_dropped_after_unanswered_pings(server: Serve
     finally:
         sock.close()
     server.wait_for_log("any disconnected")
+
+
+async def test_sigterm_closes_station_sockets_with_1012(tmp_path: Path) -> None:
+    server = start_server(tmp_path, STATIONS)
+    try:
+        async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]) as ws:
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1012
+        # uvicorn re-raises the signal once shut down: exit by SIGTERM, after a clean shutdown.
+        assert await asyncio.to_thread(server.proc.wait, 10) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.output()
+    finally:
+        stop_server(server)
