@@ -2,6 +2,7 @@
 # Install the real services the tests start, where they are missing (Debian).
 set -euo pipefail
 need=()
+command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then

@@ -41,6 +41,9 @@ class Settings:
     ssl_keyfile: str | None = _field(None, "TLS private key")
     ssl_ca_certs: str | None = _field(None, "CA bundle for client certificates (profile 3)")
     metrics: bool = _field(True, "serve Prometheus metrics at /metrics")
+    redis_url: str | None = _field(
+        None, "cluster mode: registry, station state, transaction ids and events in Redis")
+    redis_prefix: str = _field("csms:", "prefix of every Redis key")
     gc_young_every: float = _field(0.1, "seconds between young garbage collections")
     gc_full_every: float = _field(600.0, "seconds between full garbage collections")
 

@@ -1,12 +1,21 @@
 """The state a central system's handlers and API share, each part behind its interface."""
 
 import dataclasses
+from typing import Any, Protocol
 
 from csms.state.connections import Connections
 from csms.state.events import EventBus, MemoryEventBus
 from csms.state.registry import MemoryRegistry, StationEntry, StationRegistry
 from csms.state.stations import MemoryStationStore, StationStore
 from csms.state.transactions import MemoryTransactionIds, TransactionIds
+
+
+class Resource(Protocol):
+    """Something the app starts after start-up and closes at shutdown (a Redis client)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclasses.dataclass
@@ -18,6 +27,7 @@ class Services:
     connections: Connections = dataclasses.field(default_factory=Connections)
     # The entry an unknown station gets when the server runs with accept_unknown.
     default_entry: StationEntry | None = None
+    resources: list[Any] = dataclasses.field(default_factory=list)
 
     async def entry(self, station_id: str) -> StationEntry | None:
         entry = await self.registry.get(station_id)

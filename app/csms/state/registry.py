@@ -42,6 +42,8 @@ class StationRegistry(Protocol):
 
     async def all(self) -> list[StationEntry]: ...
 
+    async def replace(self, entries: Iterable[StationEntry]) -> None: ...
+
 
 class MemoryRegistry:
     def __init__(self, entries: Iterable[StationEntry] = ()) -> None:
@@ -53,7 +55,10 @@ class MemoryRegistry:
     async def all(self) -> list[StationEntry]:
         return list(self._entries.values())
 
-    def replace(self, entries: Iterable[StationEntry]) -> None:
+    async def replace(self, entries: Iterable[StationEntry]) -> None:
+        self.set(entries)
+
+    def set(self, entries: Iterable[StationEntry]) -> None:
         self._entries = {e.station_id: e for e in entries}
 
     def put(self, entry: StationEntry) -> None:

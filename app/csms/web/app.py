@@ -5,7 +5,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import make_asgi_app
@@ -79,8 +79,12 @@ class CsmsApp:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
         self._gc_task: asyncio.Task[None] | None = None
-        if settings.stations:
-            self._replace_registry(load_stations(settings.stations))
+        # Loaded now, so a bad file stops the server before it listens; the in-memory
+        # registry takes it at once, a Redis one at start-up.
+        self._entries = load_stations(settings.stations) if settings.stations else None
+        if self._entries is not None and isinstance(services.registry, MemoryRegistry):
+            services.registry.set(self._entries)
+            self._entries = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -107,6 +111,11 @@ class CsmsApp:
             if message["type"] == "lifespan.startup":
                 for version in VERSIONS:
                     schemas.warm(version)
+                for resource in self.services.resources:
+                    await resource.start()
+                if self._entries is not None:
+                    await self.services.registry.replace(self._entries)
+                    self._entries = None
                 self._watch_sighup()
                 # Everything built so far lives as long as the process: keep it out of the
                 # cyclic collector's scans, which otherwise walk the whole heap on the hot path.
@@ -121,6 +130,8 @@ class CsmsApp:
                 await self.services.connections.close_all(1001, "server shutting down")
                 if self._gc_task is not None:
                     self._gc_task.cancel()
+                for resource in reversed(self.services.resources):
+                    await resource.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -132,12 +143,6 @@ class CsmsApp:
         except (NotImplementedError, RuntimeError, ValueError):
             logger.warning("SIGHUP reload is unavailable in this process")
 
-    def _replace_registry(self, entries: Iterable[StationEntry]) -> None:
-        registry = self.services.registry
-        if not isinstance(registry, MemoryRegistry):
-            raise TypeError("--stations needs the in-memory registry")
-        registry.replace(entries)
-
     def reload(self) -> bool:
         """Re-read the stations file; on error keep the registry in force and say why."""
         assert self.settings.stations
@@ -146,20 +151,23 @@ class CsmsApp:
         except RegistryError as exc:
             logger.error("registry reload failed, previous registry kept: %s", exc)
             return False
-        self._replace_registry(entries)
+        task = asyncio.get_running_loop().create_task(self._apply(entries))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _apply(self, entries: list[StationEntry]) -> None:
+        await self.services.registry.replace(entries)
         by_id = {e.station_id: e for e in entries}
         for session in self.services.connections.sessions():
             entry = by_id.get(session.station_id)
             if (entry is None and self.services.default_entry is None) or (
                     entry is not None and not entry.enabled):
-                task = asyncio.get_running_loop().create_task(self.services.connections.disconnect(
-                    session.station_id, 1008, "station removed from the registry or disabled"))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                await self.services.connections.disconnect(
+                    session.station_id, 1008, "station removed from the registry or disabled")
             elif entry is not None:
                 session.context.station = entry
         logger.info("registry reloaded: %d stations", len(entries))
-        return True
 
 
 def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = None,
@@ -167,6 +175,10 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
     """An ASGI app serving `routers` (first wins) ahead of the central system's own
     handlers; `builtin=False` serves only `routers`."""
     settings = settings or Settings.from_env()
+    if services is None and settings.redis_url:
+        from csms.cluster import redis_services
+
+        services = redis_services(settings.redis_url, settings.redis_prefix)
     services = services or Services()
     if settings.accept_unknown and services.default_entry is None:
         services.default_entry = StationEntry(station_id="*", name="*", accept_all=True)

@@ -1,0 +1,153 @@
+"""The registry, per-station state and transaction ids in Redis.
+
+Keys (all under one prefix, `csms:` by default):
+  {p}registry             hash: station id -> entry JSON (password as a PBKDF2 hash only)
+  {p}station:{id}         hash: boot, bootedAt, meterValues (JSON)
+  {p}station:{id}:{table} hash: connectors | configuration | transactions -> JSON,
+                          at most MAX_* fields each (a station cannot grow them unbounded)
+  {p}txid                 counter: OCPP 1.6 transaction ids, unique across the cluster
+"""
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from csms.cluster.codec import entry_from_json, entry_to_json
+from csms.state.registry import StationEntry
+from csms.state.stations import (
+    MAX_CONFIG_KEYS,
+    MAX_CONNECTORS,
+    MAX_TRANSACTIONS,
+    Boot,
+    StationState,
+)
+from csms.state.transactions import INT32_MAX
+
+# Set a field unless the hash is full and the field is new: atomic, one round trip.
+_BOUNDED_HSET = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3])
+then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
+return 0
+"""
+# Merge JSON into a field if it exists; returns the merged document or nil.
+_MERGE = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return nil end
+local doc = cjson.decode(old)
+for k, v in pairs(cjson.decode(ARGV[2])) do doc[k] = v end
+local merged = cjson.encode(doc)
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], merged) end
+return merged
+"""
+
+
+class RedisRegistry:
+    def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
+        self._redis = redis
+        self._key = f"{prefix}registry"
+
+    async def get(self, station_id: str) -> StationEntry | None:
+        raw = await self._redis.hget(self._key, station_id)
+        return entry_from_json(raw) if raw is not None else None
+
+    async def all(self) -> list[StationEntry]:
+        return [entry_from_json(v) for v in (await self._redis.hgetall(self._key)).values()]
+
+    async def put(self, entry: StationEntry) -> None:
+        await self._redis.hset(self._key, entry.station_id, entry_to_json(entry))
+
+    async def delete(self, station_id: str) -> None:
+        await self._redis.hdel(self._key, station_id)
+
+    async def replace(self, entries: Iterable[StationEntry]) -> None:
+        """Make the registry exactly `entries`, atomically."""
+        mapping: dict[str | bytes, str | bytes] = {
+            e.station_id: entry_to_json(e) for e in entries}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key)
+            if mapping:
+                pipe.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
+            await pipe.execute()
+
+
+class RedisStationStore:
+    def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._bounded = redis.register_script(_BOUNDED_HSET)
+        self._merge = redis.register_script(_MERGE)
+
+    def _key(self, station_id: str, table: str | None = None) -> str:
+        base = f"{self._prefix}station:{station_id}"
+        return f"{base}:{table}" if table else base
+
+    async def get(self, station_id: str) -> StationState | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(station_id))
+            for table in ("connectors", "configuration", "transactions"):
+                pipe.hgetall(self._key(station_id, table))
+            main, connectors, configuration, transactions = await pipe.execute()
+        if not (main or connectors or configuration or transactions):
+            return None
+        boot = json.loads(main[b"boot"]) if b"boot" in main else None
+        return StationState(
+            station_id=station_id,
+            boot=Boot(**boot) if boot else None,
+            booted_at=float(main[b"bootedAt"]) if b"bootedAt" in main else None,
+            connectors={k.decode(): json.loads(v) for k, v in connectors.items()} or None,
+            meter_values=json.loads(main[b"meterValues"]) if b"meterValues" in main else None,
+            configuration={k.decode(): v.decode() for k, v in configuration.items()} or None,
+            transactions={k.decode(): json.loads(v) for k, v in transactions.items()} or None,
+        )
+
+    async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
+        fields = {k: boot.get(k) for k in Boot._fields}
+        await self._redis.hset(self._key(station_id), mapping={
+            "boot": json.dumps(fields), "bootedAt": time.time()})
+
+    async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
+        await self._bounded(keys=[self._key(station_id, "connectors")],
+                            args=[key, json.dumps(status), MAX_CONNECTORS])
+
+    async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None:
+        await self._redis.hset(self._key(station_id), "meterValues", json.dumps(values))
+
+    async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
+        await self._bounded(keys=[self._key(station_id, "configuration")],
+                            args=[key, outcome, MAX_CONFIG_KEYS])
+
+    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
+        await self._bounded(keys=[self._key(station_id, "transactions")],
+                            args=[tx_id, json.dumps(data), MAX_TRANSACTIONS])
+
+    async def update_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        merged = await self._merge(keys=[self._key(station_id, "transactions")],
+                                   args=[tx_id, json.dumps(data), "0"])
+        return json.loads(merged) if merged is not None else None
+
+    async def close_transaction(
+        self, station_id: str, tx_id: str, data: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        merged = await self._merge(keys=[self._key(station_id, "transactions")],
+                                   args=[tx_id, json.dumps(data), "1"])
+        return json.loads(merged) if merged is not None else None
+
+
+class RedisTransactionIds:
+    """INCR on one counter: unique across every pod and restart."""
+
+    def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
+        self._redis = redis
+        self._key = f"{prefix}txid"
+
+    async def next_id(self) -> int:
+        value = int(await self._redis.incr(self._key))
+        if value > INT32_MAX:
+            raise OverflowError("transaction ids exhausted the 32-bit range")
+        return value
