@@ -3,10 +3,11 @@
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
+
+from tests.polling import wait_until
 
 
 class RedisServer:
@@ -26,16 +27,17 @@ class RedisServer:
              "--appendonly", "no", "--dir", str(self.folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
+
+        def answers() -> bool:
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
+                return False
+
+        try:
+            wait_until(answers, 10, f"redis-server on port {self.port}")
+        finally:
+            client.close()
         return self
 
     def stop(self) -> None:
