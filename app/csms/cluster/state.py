@@ -60,9 +60,6 @@ class RedisRegistry:
     async def put(self, entry: StationEntry) -> None:
         await self._redis.hset(self._key, entry.station_id, entry_to_json(entry))
 
-    async def delete(self, station_id: str) -> None:
-        await self._redis.hdel(self._key, station_id)
-
     async def replace(self, entries: Iterable[StationEntry]) -> None:
         """Make the registry exactly `entries`, atomically."""
         mapping: dict[str | bytes, str | bytes] = {
@@ -127,15 +124,17 @@ class RedisStationStore:
     async def update_transaction(
         self, station_id: str, tx_id: str, data: dict[str, Any]
     ) -> dict[str, Any] | None:
-        merged = await self._merge(keys=[self._key(station_id, "transactions")],
-                                   args=[tx_id, json.dumps(data), "0"])
-        return json.loads(merged) if merged is not None else None
+        return await self._merge_transaction(station_id, tx_id, data, remove=False)
 
     async def close_transaction(
         self, station_id: str, tx_id: str, data: dict[str, Any]
     ) -> dict[str, Any] | None:
+        return await self._merge_transaction(station_id, tx_id, data, remove=True)
+
+    async def _merge_transaction(self, station_id: str, tx_id: str, data: dict[str, Any],
+                                 remove: bool) -> dict[str, Any] | None:
         merged = await self._merge(keys=[self._key(station_id, "transactions")],
-                                   args=[tx_id, json.dumps(data), "1"])
+                                   args=[tx_id, json.dumps(data), "1" if remove else "0"])
         return json.loads(merged) if merged is not None else None
 
 

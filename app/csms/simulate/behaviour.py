@@ -23,14 +23,12 @@ class StationModel:
             "HeartbeatInterval": "300", "MeterValueSampleInterval": "10",
         }
         self.commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self.received = 0
 
 
 def router(model: StationModel) -> Router:
     r = Router()
 
     def accept(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         return ACCEPTED
 
     for action in ("Reset", "ChangeAvailability", "ClearCache", "SetChargingProfile",
@@ -40,29 +38,24 @@ def router(model: StationModel) -> Router:
 
     @r.on("UnlockConnector")
     def unlock(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         return {"status": "Unlocked"}
 
     @r.on("DataTransfer")
     def data_transfer(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         return {"status": "UnknownVendorId"}
 
     @r.on("TriggerMessage")
     def trigger(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         model.commands.put_nowait(("trigger", payload))
         return ACCEPTED
 
     @r.on("ChangeConfiguration", version=V16)
     def change_configuration(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         model.configuration[payload["key"]] = payload["value"]
         return ACCEPTED
 
     @r.on("GetConfiguration", version=V16)
     def get_configuration(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         keys = payload.get("key") or list(model.configuration)
         known = [{"key": k, "readonly": False, "value": model.configuration[k]}
                  for k in keys if k in model.configuration]
@@ -71,7 +64,6 @@ def router(model: StationModel) -> Router:
 
     @r.on("SetVariables")
     def set_variables(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         results = []
         for item in payload["setVariableData"]:
             key = variable_key(item)
@@ -82,7 +74,6 @@ def router(model: StationModel) -> Router:
 
     @r.on("GetVariables")
     def get_variables(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
         results = []
         for item in payload["getVariableData"]:
             key = variable_key(item)
@@ -95,28 +86,17 @@ def router(model: StationModel) -> Router:
             results.append(result)
         return {"getVariableResult": results}
 
-    @r.on("RemoteStartTransaction", version=V16)
-    def remote_start(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
+    def start(payload: dict[str, Any], context: Context) -> dict[str, Any]:
         model.commands.put_nowait(("start", payload))
         return ACCEPTED
 
-    @r.on("RemoteStopTransaction", version=V16)
-    def remote_stop(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
+    def stop(payload: dict[str, Any], context: Context) -> dict[str, Any]:
         model.commands.put_nowait(("stop", payload))
         return ACCEPTED
 
-    @r.on("RequestStartTransaction")
-    def request_start(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
-        model.commands.put_nowait(("start", payload))
-        return ACCEPTED
-
-    @r.on("RequestStopTransaction")
-    def request_stop(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        model.received += 1
-        model.commands.put_nowait(("stop", payload))
-        return ACCEPTED
+    r.on("RemoteStartTransaction", version=V16)(start)
+    r.on("RemoteStopTransaction", version=V16)(stop)
+    r.on("RequestStartTransaction")(start)
+    r.on("RequestStopTransaction")(stop)
 
     return r

@@ -13,13 +13,24 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from csms.handlers.clock import now
 from csms.protocol.errors import OcppException
 from csms.protocol.router import tables
-from csms.protocol.session import Session
+from csms.protocol.session import NoHooks, Session
 from csms.protocol.versions import V16, subprotocol
 from csms.simulate import messages
 from csms.simulate.behaviour import StationModel, router
 from csms.simulate.stats import Stats
 
 logger = logging.getLogger("csms.simulate")
+
+
+class _CommandCounter(NoHooks):
+    """Counts the central system's CALLs this station answered."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+
+    def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
+        if outcome == "ok":
+            self._stats.commands += 1
 
 
 class SimulatedStation:
@@ -78,7 +89,8 @@ class SimulatedStation:
         async def send(text: str) -> None:
             await ws.send(text)
 
-        self.session = Session(self.sid, self.version, self.table, send)
+        self.session = Session(self.sid, self.version, self.table, send,
+                               hooks=_CommandCounter(self.stats))
         self.stats.connected += 1
         self.stats.connects += 1
         reader = asyncio.create_task(self._read(ws))
@@ -96,9 +108,7 @@ class SimulatedStation:
     async def _read(self, ws: Any) -> None:
         assert self.session is not None
         async for frame in ws:
-            before = self.model.received
             self.session.receive(frame)
-            self.stats.commands += self.model.received - before
 
     async def _operate(self) -> None:
         while True:  # boot until accepted, at the interval the server asks for

@@ -29,9 +29,6 @@ class Connections:
     def __init__(self) -> None:
         self._open: dict[str, Connection] = {}
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def get(self, station_id: str) -> Session | None:
         conn = self._open.get(station_id)
         return conn.session if conn is not None else None

@@ -18,9 +18,6 @@ class Event(NamedTuple):
     payload: dict[str, Any]
     time: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return self._asdict()
-
 
 class EventBus(Protocol):
     def publish(self, station_id: str, version: str, action: str,

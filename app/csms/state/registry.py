@@ -61,9 +61,6 @@ class MemoryRegistry:
     def set(self, entries: Iterable[StationEntry]) -> None:
         self._entries = {e.station_id: e for e in entries}
 
-    def put(self, entry: StationEntry) -> None:
-        self._entries[entry.station_id] = entry
-
 
 _validator = jsonschema_rs.validator_for(MANIFEST_SCHEMA)
 

@@ -29,7 +29,6 @@ logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
 
 
-
 class AppHooks:
     """Session hooks: metrics per message, and accepted messages onto the event bus."""
 
