@@ -37,6 +37,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level, settings.log_json)
+    if settings.workers > 1 and not settings.redis_url:
+        # Each worker holds its own stations: only Redis can route a call to the right one.
+        print("csms: --workers above 1 needs --redis-url (cluster mode)", file=sys.stderr)
+        return 2
     if settings.stations:
         try:
             count = len(load_stations(settings.stations))
@@ -59,7 +63,7 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host, port=settings.port, workers=settings.workers, factory=True,
         ws=settings.ws, ws_max_size=settings.max_frame_size, ws_ping_interval=ping,
         ws_ping_timeout=settings.ping_timeout if ping else None, ws_per_message_deflate=True,
-        timeout_graceful_shutdown=int(settings.graceful_timeout),
+        timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))),
         proxy_headers=settings.proxy_headers, forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level, access_log=False, lifespan="on",
         ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,

@@ -32,7 +32,14 @@ class Settings:
     call_timeout: float = _field(30.0, "default seconds to wait for a station's reply")
     api_token: str | None = _field(None, "bearer token required by /api (unset: no auth)")
     ws: str = _field("auto", "uvicorn websocket implementation")
-    graceful_timeout: float = _field(30.0, "seconds a shutdown may take")
+    graceful_timeout: float = _field(30.0, "seconds a shutdown (the SIGTERM drain) may take")
+    drain_spread: float = _field(
+        10.0, "seconds over which SIGTERM closes station sockets, in jittered batches")
+    connect_rate: float = _field(
+        1000.0, "new station connections a second this process admits (0: no limit)")
+    boot_rate: float = _field(
+        500.0, "BootNotifications a second accepted; beyond it Pending (0: no limit)")
+    pending_interval: float = _field(60.0, "seconds (jittered) a Pending boot waits")
     proxy_headers: bool = _field(False, "trust X-Forwarded-* (TLS terminated upstream)")
     forwarded_allow_ips: str = _field("127.0.0.1", "proxies whose X-Forwarded-* is trusted")
     client_cert_header: str | None = _field(
@@ -44,6 +51,7 @@ class Settings:
     redis_url: str | None = _field(
         None, "cluster mode: registry, station state, transaction ids and events in Redis")
     redis_prefix: str = _field("csms:", "prefix of every Redis key")
+    lease: float = _field(30.0, "cluster mode: seconds a station's ownership lasts unrenewed")
     gc_young_every: float = _field(0.1, "seconds between young garbage collections")
     gc_full_every: float = _field(600.0, "seconds between full garbage collections")
 

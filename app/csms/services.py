@@ -3,6 +3,9 @@
 import dataclasses
 from typing import Any, Protocol
 
+from csms.state.admission import TokenBucket
+from csms.state.calls import CallRouter, LocalRouter
+from csms.state.commands import CommandStore, MemoryCommandStore
 from csms.state.connections import Connections
 from csms.state.events import EventBus, MemoryEventBus
 from csms.state.registry import MemoryRegistry, StationEntry, StationRegistry
@@ -25,9 +28,19 @@ class Services:
     transactions: TransactionIds = dataclasses.field(default_factory=MemoryTransactionIds)
     events: EventBus = dataclasses.field(default_factory=MemoryEventBus)
     connections: Connections = dataclasses.field(default_factory=Connections)
+    commands: CommandStore = dataclasses.field(default_factory=MemoryCommandStore)
+    # None: the embedded router over `connections`.
+    router: CallRouter = None  # type: ignore[assignment]
+    # BootNotifications beyond this rate are answered Pending (reconnect storms).
+    boots: TokenBucket = dataclasses.field(default_factory=TokenBucket.unlimited)
+    pending_interval: float = 60.0  # seconds, jittered, in a Pending boot's answer
     # The entry an unknown station gets when the server runs with accept_unknown.
     default_entry: StationEntry | None = None
     resources: list[Any] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.router is None:
+            self.router = LocalRouter(self.connections)
 
     async def entry(self, station_id: str) -> StationEntry | None:
         entry = await self.registry.get(station_id)

@@ -67,5 +67,7 @@ async def test_station_state_is_recorded_and_bounded(redis: Redis) -> None:
 
 async def test_transaction_ids_are_unique_across_pods(redis: Redis) -> None:
     pod_a, pod_b = RedisTransactionIds(redis), RedisTransactionIds(redis)
-    ids = [await (pod_a if n % 2 else pod_b).next_id() for n in range(50)]
-    assert len(set(ids)) == 50 and ids == sorted(ids)
+    a = [await pod_a.next_id() for _ in range(250)]  # more than two blocks each
+    b = [await pod_b.next_id() for _ in range(250)]
+    assert len(set(a) | set(b)) == 500
+    assert a == sorted(a) and b == sorted(b)  # each pod's ids rise

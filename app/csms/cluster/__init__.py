@@ -6,22 +6,39 @@ are the same.
 """
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
+from csms.cluster.commands import RedisCommandStore
 from csms.cluster.events import RedisEventBus
+from csms.cluster.routing import RedisRouter
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
 from csms.services import Services
+from csms.state.connections import Connections
 
 
-def redis_services(url: str, prefix: str = "csms:") -> Services:
-    """Services whose registry, station state, transaction ids and events live in Redis."""
-    redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                           health_check_interval=30)
+def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
+                   call_timeout: float = 30.0) -> Services:
+    """Services whose registry, station state, transaction ids, events, command queue and
+    call routing live in Redis."""
+    # One quick retry, then fail: callers answer 503 at once rather than hang while Redis
+    # is down.
+    redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1,
+                           health_check_interval=30,
+                           retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+                           retry_on_error=[ConnectionError, TimeoutError])
+    connections = Connections()
     events = RedisEventBus(redis, prefix)
+    router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout)
     services = Services(registry=RedisRegistry(redis, prefix),
                         stations=RedisStationStore(redis, prefix),
-                        transactions=RedisTransactionIds(redis, prefix), events=events)
-    services.resources.append(events)
-    services.resources.append(_Closing(redis))
+                        transactions=RedisTransactionIds(redis, prefix), events=events,
+                        connections=connections, commands=RedisCommandStore(redis, prefix),
+                        router=router)
+    # Started in this order, closed in the reverse one: the router gives up ownership and
+    # the events are flushed before the client closes.
+    services.resources += [_Closing(redis), events, router]
     return services
 
 
@@ -36,5 +53,5 @@ class _Closing:
         await self._redis.aclose()
 
 
-__all__ = ["RedisEventBus", "RedisRegistry", "RedisStationStore", "RedisTransactionIds",
-           "redis_services"]
+__all__ = ["RedisCommandStore", "RedisEventBus", "RedisRegistry", "RedisRouter",
+           "RedisStationStore", "RedisTransactionIds", "redis_services"]

@@ -8,14 +8,18 @@ Keys (all under one prefix, `csms:` by default):
   {p}txid                 counter: OCPP 1.6 transaction ids, unique across the cluster
 """
 
+import functools
 import json
+import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from csms.cluster.codec import entry_from_json, entry_to_json
+from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
 from csms.state.stations import (
     MAX_CONFIG_KEYS,
@@ -45,11 +49,58 @@ return merged
 """
 
 
+logger = logging.getLogger("csms.cluster")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def unavailable(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Reads: Redis errors become `Unavailable`, which callers answer with 503."""
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise Unavailable(str(exc)) from exc
+    return wrapper
+
+
+class _Lost:
+    """Counts the state writes lost while Redis was unreachable (one warning per outage)."""
+
+    count = 0
+    warned = False
+
+
+def tolerant(method: Callable[P, Coroutine[Any, Any, T | None]]
+             ) -> Callable[P, Coroutine[Any, Any, T | None]]:
+    """Writes: while Redis is down the station is still answered; the write is lost and
+    counted (`csms_state_writes_lost_total`)."""
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T | None:
+        try:
+            result = await method(*args, **kwargs)
+        except RedisError as exc:
+            _Lost.count += 1
+            if not _Lost.warned:
+                _Lost.warned = True
+                logger.warning("station state not written while Redis is unreachable: %s", exc)
+            return None
+        _Lost.warned = False
+        return result
+    return wrapper
+
+
+def writes_lost() -> int:
+    return _Lost.count
+
+
 class RedisRegistry:
     def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
         self._redis = redis
         self._key = f"{prefix}registry"
 
+    @unavailable
     async def get(self, station_id: str) -> StationEntry | None:
         raw = await self._redis.hget(self._key, station_id)
         return entry_from_json(raw) if raw is not None else None
@@ -82,6 +133,7 @@ class RedisStationStore:
         base = f"{self._prefix}station:{station_id}"
         return f"{base}:{table}" if table else base
 
+    @unavailable
     async def get(self, station_id: str) -> StationState | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._key(station_id))
@@ -101,22 +153,27 @@ class RedisStationStore:
             transactions={k.decode(): json.loads(v) for k, v in transactions.items()} or None,
         )
 
+    @tolerant
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
         fields = {k: boot.get(k) for k in Boot._fields}
         await self._redis.hset(self._key(station_id), mapping={
             "boot": json.dumps(fields), "bootedAt": time.time()})
 
+    @tolerant
     async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
         await self._bounded(keys=[self._key(station_id, "connectors")],
                             args=[key, json.dumps(status), MAX_CONNECTORS])
 
+    @tolerant
     async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None:
         await self._redis.hset(self._key(station_id), "meterValues", json.dumps(values))
 
+    @tolerant
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
         await self._bounded(keys=[self._key(station_id, "configuration")],
                             args=[key, outcome, MAX_CONFIG_KEYS])
 
+    @tolerant
     async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
         await self._bounded(keys=[self._key(station_id, "transactions")],
                             args=[tx_id, json.dumps(data), MAX_TRANSACTIONS])
@@ -131,6 +188,7 @@ class RedisStationStore:
     ) -> dict[str, Any] | None:
         return await self._merge_transaction(station_id, tx_id, data, remove=True)
 
+    @tolerant
     async def _merge_transaction(self, station_id: str, tx_id: str, data: dict[str, Any],
                                  remove: bool) -> dict[str, Any] | None:
         merged = await self._merge(keys=[self._key(station_id, "transactions")],
@@ -139,14 +197,30 @@ class RedisStationStore:
 
 
 class RedisTransactionIds:
-    """INCR on one counter: unique across every pod and restart."""
+    """Blocks of ids from one counter (INCRBY): unique across every pod and restart, one
+    round trip per `block` ids, and a spare block so ids keep coming while Redis is down."""
 
-    def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
+    def __init__(self, redis: Redis, prefix: str = "csms:", block: int = 100) -> None:
         self._redis = redis
         self._key = f"{prefix}txid"
+        self._block = block
+        self._ids: list[range] = []  # the current block, then the spare
+
+    async def _fetch(self) -> None:
+        top = int(await self._redis.incrby(self._key, self._block))
+        self._ids.append(range(top - self._block + 1, top + 1))
 
     async def next_id(self) -> int:
-        value = int(await self._redis.incr(self._key))
+        while self._ids and not self._ids[0]:
+            self._ids.pop(0)
+        if len(self._ids) < 2:
+            try:
+                await self._fetch()
+            except RedisError as exc:
+                if not self._ids:
+                    raise Unavailable(f"no transaction ids while Redis is down: {exc}") from exc
+        current = self._ids[0]
+        value, self._ids[0] = current[0], current[1:]
         if value > INT32_MAX:
             raise OverflowError("transaction ids exhausted the 32-bit range")
         return value

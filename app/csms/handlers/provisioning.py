@@ -13,6 +13,7 @@ from csms.protocol.errors import OcppException
 from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
 from csms.services import Services
+from csms.state.admission import jittered
 
 logger = logging.getLogger("csms.provisioning")
 SET_VARIABLES_BATCH = 16  # stay under common ItemsPerMessageSetVariables limits
@@ -92,6 +93,11 @@ def router(services: Services) -> Router:
 
     @r.on("BootNotification")
     async def boot_notification(payload: dict[str, Any], context: Context) -> dict[str, Any]:
+        if not services.boots.take():
+            # Overloaded (a reconnect storm): come back later, not all at the same moment.
+            context.log.info("boot deferred: Pending")
+            return {"status": "Pending", "currentTime": now(),
+                    "interval": jittered(services.pending_interval)}
         info = boot_info(payload, context.version)
         await services.stations.record_boot(context.station_id, info)
         interval = context.station.heartbeat_interval if context.station else 300

@@ -107,4 +107,9 @@ class CallTimeout(OcppException, TimeoutError):
 
 
 class NotConnected(OcppException):
-    """No open connection to the station, or it closed before answering."""
+    """No open connection to the station, or it closed before answering; `sent` tells
+    whether the CALL had gone out (the station may have acted on it)."""
+
+    def __init__(self, message: str, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent

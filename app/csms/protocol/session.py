@@ -397,7 +397,14 @@ class Session:
         self.closed = reason
         pending = self._pending
         if pending is not None and not pending.future.done():
-            pending.future.set_exception(NotConnected(f"{self.station_id}: {reason}"))
+            pending.future.set_exception(NotConnected(f"{self.station_id}: {reason}", sent=True))
+
+    @property
+    def busy(self) -> bool:
+        """A handler, after-hook or one of our CALLs is still under way."""
+        lock = self._call_lock
+        return bool(self._tasks) or self._pending is not None or (
+            lock is not None and lock.locked())
 
     async def idle(self) -> None:
         """Wait until every handler and after-hook started so far has finished."""

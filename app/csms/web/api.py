@@ -1,21 +1,20 @@
 """The REST API (`/api/v1`), health probes, and the OpenAPI docs at `/docs`."""
 
 import hmac
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 import csms
-from csms.protocol.errors import (
-    CallErrorReceived,
-    CallTimeout,
-    NotConnected,
-    PayloadInvalid,
-    ResponseInvalid,
-)
+from csms.protocol import schemas
+from csms.protocol.errors import ErrorCode, RpcError
 from csms.protocol.session import Session
+from csms.protocol.versions import VERSIONS
+from csms.state.commands import Command, QueueFull
+from csms.state.errors import Unavailable
 
 if TYPE_CHECKING:
     from csms.web.app import CsmsApp
@@ -28,6 +27,11 @@ class CallRequest(BaseModel):
                                     description="the CALL payload, checked against the schema")
     timeout: float | None = Field(default=None, gt=0, le=300,
                                   description="seconds to wait for the station's answer")
+    queue: bool = Field(default=False, description=(
+        "keep the call in the station's durable queue and answer 202 at once; it is "
+        "delivered in order as soon as the station is connected"))
+    ttl: float = Field(default=86_400, gt=0, le=30 * 86_400, description=(
+        "with queue: seconds after which a call not yet sent expires"))
 
 
 class CallResponse(BaseModel):
@@ -35,8 +39,40 @@ class CallResponse(BaseModel):
     result: dict[str, Any]
 
 
+class CommandView(BaseModel):
+    id: str
+    station: str
+    action: str
+    payload: dict[str, Any]
+    status: str = Field(description="queued, sent, answered, expired or failed")
+    createdAt: float
+    expiresAt: float
+    updatedAt: float
+    result: dict[str, Any] | None = Field(default=None, description="when answered")
+    error: dict[str, Any] | None = Field(default=None, description="when failed")
+
+
 class ErrorBody(BaseModel):
     detail: Any
+
+
+def valid_for_some(action: str, payload: dict[str, Any], versions: Iterable[str]) -> None:
+    """A queued call must fit at least one version the station may use (checked again, for
+    the version it connects with, when it is sent)."""
+    first: RpcError | None = None
+    for version in versions:
+        if action not in schemas.actions(version) or action in schemas.send_only(version):
+            continue
+        try:
+            schemas.request(version, action).check(payload)
+            return
+        except RpcError as exc:
+            first = first or exc
+    if first is None:
+        raise HTTPException(422, {"code": ErrorCode.NOT_IMPLEMENTED.value, "description":
+                                  f"{action} is not a CALL of OCPP {', '.join(versions)}"})
+    raise HTTPException(422, {"code": first.code.value, "description": first.description,
+                              **first.details})
 
 
 def build_api(app: "CsmsApp") -> FastAPI:
@@ -57,6 +93,7 @@ def build_api(app: "CsmsApp") -> FastAPI:
         body: dict[str, Any] = {
             "id": session.station_id,
             "connected": True,
+            "pod": app.services.router.owner_id,
             "version": session.version,
             "connectedSince": session.connected_at,
             "lastMessage": session.last_message_at,
@@ -87,41 +124,65 @@ def build_api(app: "CsmsApp") -> FastAPI:
             return await view(session)
         entry = await app.services.registry.get(station_id)
         state = await app.services.stations.get(station_id)
-        if entry is None and state is None:
+        owner = await app.services.router.owner(station_id)
+        if entry is None and state is None and owner is None:
             raise HTTPException(404, f"station {station_id!r} is unknown")
-        body: dict[str, Any] = {"id": station_id, "connected": False}
+        body: dict[str, Any] = {"id": station_id, "connected": owner is not None}
+        if owner is not None:
+            body["pod"] = owner  # connected to another process of the cluster
         body.update(state.view() if state else {"boot": None, "connectors": {}})
         return body
 
     @api.post(
         "/api/v1/stations/{station_id}/calls", tags=["stations"],
-        dependencies=[Depends(authorized)],
-        responses={404: {"model": ErrorBody, "description": "station not connected"},
+        dependencies=[Depends(authorized)], response_model=CallResponse,
+        responses={202: {"model": CommandView, "description": "queued (with queue: true)"},
+                   404: {"model": ErrorBody, "description": "station not connected, or "
+                         "its connection closed before it answered"},
                    422: {"model": ErrorBody, "description": "payload fails the OCPP schema"},
-                   502: {"model": ErrorBody, "description": "station answered CALLERROR"},
+                   429: {"model": ErrorBody, "description": "the station's queue is full"},
+                   502: {"model": ErrorBody,
+                         "description": "station answered CALLERROR or an invalid CALLRESULT"},
+                   503: {"model": ErrorBody, "description": "the pod holding the station, "
+                         "or Redis, is unreachable"},
                    504: {"model": ErrorBody, "description": "station did not answer in time"}},
     )
-    async def call_station(station_id: str, body: CallRequest) -> CallResponse:
-        """Send a CALL to a connected station and return its CALLRESULT payload."""
-        session = app.services.connections.get(station_id)
-        if session is None:
-            raise HTTPException(404, f"station {station_id!r} is not connected")
+    async def call_station(station_id: str, body: CallRequest) -> Any:
+        """Send a CALL to a station, wherever it is connected, and return its CALLRESULT
+        payload; with `queue: true`, queue it for delivery when the station is connected."""
+        if body.queue:
+            return await enqueue(station_id, body)
+        outcome = await app.services.router.call(station_id, body.action, body.payload,
+                                                 body.timeout)
+        if not outcome.ok:
+            raise HTTPException(outcome.status, outcome.body)
+        return CallResponse(action=body.action, result=outcome.body)
+
+    async def enqueue(station_id: str, body: CallRequest) -> JSONResponse:
+        entry = await app.services.entry(station_id)
+        if entry is None:
+            raise HTTPException(404, f"station {station_id!r} is not registered")
+        valid_for_some(body.action, body.payload, entry.versions or VERSIONS)
+        command = Command.new(station_id, body.action, body.payload, body.ttl)
         try:
-            result = await session.call(body.action, body.payload, body.timeout)
-        except PayloadInvalid as exc:
-            raise HTTPException(422, {"code": exc.error.code.value,
-                                      "description": exc.error.description,
-                                      **exc.error.details}) from None
-        except CallErrorReceived as exc:
-            raise HTTPException(502, {"code": exc.code, "description": exc.description,
-                                      "details": exc.details}) from None
-        except ResponseInvalid as exc:
-            raise HTTPException(502, {"code": "ResponseInvalid",
-                                      "description": exc.error.description}) from None
-        except CallTimeout as exc:
-            raise HTTPException(504, str(exc)) from None
-        except NotConnected as exc:
-            raise HTTPException(404, str(exc)) from None
-        return CallResponse(action=body.action, result=result)
+            await app.services.commands.add(command)
+        except QueueFull as exc:
+            raise HTTPException(429, str(exc)) from None
+        await app.services.router.notify(station_id)
+        return JSONResponse(command.view(), status_code=202,
+                            headers={"location": f"/api/v1/commands/{command.id}"})
+
+    @api.get("/api/v1/commands/{command_id}", tags=["commands"], response_model=CommandView,
+             dependencies=[Depends(authorized)], responses={404: {"model": ErrorBody}})
+    async def get_command(command_id: str) -> dict[str, Any]:
+        """A queued call: queued, sent, answered (with the result), expired or failed."""
+        command = await app.services.commands.get(command_id)
+        if command is None:
+            raise HTTPException(404, f"no command {command_id!r}")
+        return command.view()
+
+    @api.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> Response:
+        return JSONResponse({"detail": f"shared state unreachable: {exc}"}, status_code=503)
 
     return api

@@ -18,15 +18,19 @@ from csms.protocol import schemas
 from csms.protocol.router import Router, tables
 from csms.protocol.versions import VERSIONS
 from csms.services import Services
+from csms.state.admission import TokenBucket
+from csms.state.commands import CommandDispatcher
 from csms.state.credentials import VerifiedCache
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
 from csms.web import http_frames, websocket
 from csms.web.api import build_api
+from csms.web.drain import drain
 from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
+SHUTDOWN_RESERVE = 5.0  # seconds of the graceful timeout kept for uvicorn after the drain
 
 
 class AppHooks:
@@ -72,12 +76,16 @@ class CsmsApp:
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
         self.credentials = VerifiedCache()
+        self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
+        self.dispatcher = CommandDispatcher(services.commands)
+        services.router.wake = self.dispatcher.wake
         self.api = build_api(self)
         self.ready = False
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
         self._gc_task: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
         # Loaded now, so a bad file stops the server before it listens; the in-memory
         # registry takes it at once, a Redis one at start-up.
         self._entries = load_stations(settings.stations) if settings.stations else None
@@ -116,6 +124,7 @@ class CsmsApp:
                     await self.services.registry.replace(self._entries)
                     self._entries = None
                 self._watch_sighup()
+                self._watch_sigterm()
                 # Everything built so far lives as long as the process: keep it out of the
                 # cyclic collector's scans, which otherwise walk the whole heap on the hot path.
                 gc.collect()
@@ -126,7 +135,10 @@ class CsmsApp:
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
                 self.draining = True
+                if self._drain is not None:
+                    await self._drain
                 await self.services.connections.close_all(1001, "server shutting down")
+                await self.dispatcher.close()
                 if self._gc_task is not None:
                     self._gc_task.cancel()
                 for resource in reversed(self.services.resources):
@@ -141,6 +153,34 @@ class CsmsApp:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         except (NotImplementedError, RuntimeError, ValueError):
             logger.warning("SIGHUP reload is unavailable in this process")
+
+    def _watch_sigterm(self) -> None:
+        """SIGTERM drains first, then hands over to uvicorn's own shutdown."""
+        uvicorn_handler = signal.getsignal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm() -> None:
+            if self._drain is not None:
+                return
+            logger.info("SIGTERM: draining")
+            self._drain = loop.create_task(drain(self, self.drain_bound))
+            self._drain.add_done_callback(lambda _: hand_over())
+
+        def hand_over() -> None:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, uvicorn_handler)
+            if callable(uvicorn_handler):
+                uvicorn_handler(signal.SIGTERM, None)
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):
+            logger.warning("SIGTERM drain is unavailable in this process")
+
+    @property
+    def drain_bound(self) -> float:
+        """The drain's share of the graceful timeout; uvicorn's shutdown gets the rest."""
+        return max(1.0, self.settings.graceful_timeout - SHUTDOWN_RESERVE)
 
     def reload(self) -> bool:
         """Re-read the stations file; on error keep the registry in force and say why."""
@@ -177,8 +217,11 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
     if services is None and settings.redis_url:
         from csms.cluster import redis_services
 
-        services = redis_services(settings.redis_url, settings.redis_prefix)
+        services = redis_services(settings.redis_url, settings.redis_prefix,
+                                  lease=settings.lease, call_timeout=settings.call_timeout)
     services = services or Services()
+    services.boots = TokenBucket(settings.boot_rate, 2 * settings.boot_rate)
+    services.pending_interval = settings.pending_interval
     if settings.accept_unknown and services.default_entry is None:
         services.default_entry = StationEntry(station_id="*", name="*", accept_all=True)
     return CsmsApp(routers, settings, services, builtin)

@@ -1,7 +1,9 @@
 """Deciding a station's connection before the websocket upgrade is accepted.
 
 Each refusal is an HTTP status given before the upgrade: 400 bad station id, 404 unknown or
-disabled station, 401 missing or wrong credentials, 403 TLS required by the security profile.
+disabled station, 401 missing or wrong credentials, 403 TLS required by the security profile,
+503 with a jittered Retry-After while draining, over the admission rate, or while the
+registry (Redis) is unreachable.
 """
 
 import base64
@@ -13,7 +15,9 @@ from urllib.parse import unquote
 
 from csms.protocol.versions import SUBPROTOCOLS, VERSIONS
 from csms.services import Services
+from csms.state.admission import jittered
 from csms.state.credentials import VerifiedCache
+from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
 
 MAX_ID_LENGTH = 48  # OCPP 2.0.1 identity is string[48]
@@ -66,6 +70,10 @@ def basic_credentials(scope: dict[str, Any]) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def retry_later(reason: str, message: str, seconds: float) -> Rejection:
+    return Rejection(503, reason, message, [(b"retry-after", str(jittered(seconds)).encode())])
+
+
 _UNAUTHORIZED = [(b"www-authenticate", b'Basic realm="csms", charset="UTF-8"')]
 
 
@@ -73,7 +81,10 @@ async def admit(
     services: Services, scope: dict[str, Any], sid: str, cache: VerifiedCache,
     client_cert_header: str | None = None,
 ) -> StationEntry:
-    entry = await services.entry(sid)
+    try:
+        entry = await services.entry(sid)
+    except Unavailable:
+        raise retry_later("unavailable", "station registry unreachable", 10) from None
     if entry is None:
         raise Rejection(404, "unknown", f"station {sid!r} is not registered")
     if not entry.enabled:

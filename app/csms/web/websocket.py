@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from csms.protocol.session import Session
 from csms.protocol.versions import subprotocol
-from csms.web.handshake import Rejection, admit, choose_version, station_id
+from csms.web.handshake import Rejection, admit, choose_version, retry_later, station_id
 
 if TYPE_CHECKING:
     from csms.web.app import CsmsApp
@@ -51,8 +51,10 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
     metrics = app.metrics
     try:
         if app.draining:
-            raise Rejection(503, "draining", "server is shutting down")
+            raise retry_later("draining", "server is shutting down", 5)
         sid = station_id(scope)
+        if not app.admissions.take():
+            raise retry_later("rate_limited", "too many new connections; retry later", 5)
         entry = await admit(app.services, scope, sid, app.credentials,
                             app.settings.client_cert_header)
     except Rejection as rejection:
@@ -89,6 +91,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     session = Session(sid, version, app.tables[version], socket.text, station=entry,
                       hooks=app.hooks, call_timeout=app.settings.call_timeout)
     await app.services.connections.add(session, socket)
+    await app.services.router.claim(session)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.events.publish(sid, version, "connected", {})
     if metrics:
@@ -112,6 +115,8 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     finally:
         session.close("disconnected")
         current = app.services.connections.remove(session)
+        if current:
+            await app.services.router.release(session)
         logger.info("%s disconnected (%s)", sid, reason)
         app.services.events.publish(sid, version, "disconnected",
                                     {"reason": reason, "current": current})
