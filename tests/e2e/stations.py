@@ -20,6 +20,7 @@ class Station16(ChargePoint16):
         super().__init__(*args)
         self.configuration: dict[str, str] = {}
         self.reset_delay = 0.0
+        self.resets_started = 0
         self.resets_answered = 0
 
     @on("ChangeConfiguration")
@@ -29,6 +30,7 @@ class Station16(ChargePoint16):
 
     @on("Reset")
     async def reset(self, type: str) -> Any:
+        self.resets_started += 1
         await asyncio.sleep(self.reset_delay)  # a slow station, for timeout tests
         self.resets_answered += 1
         return result16.Reset(status="Accepted")

@@ -95,3 +95,26 @@ async def test_a_rejected_boot_would_push_nothing(make_session: Any) -> None:
     state = await services.stations.get("CP-1")
     assert state is not None
     assert state.view()["boot"] == {"vendor": "v", "model": "m", "reason": "PowerUp"}
+
+
+async def test_boots_beyond_the_rate_are_answered_pending_with_a_jittered_interval(
+    make_session: Any,
+) -> None:
+    from csms.state.admission import TokenBucket
+
+    services = Services(boots=TokenBucket(rate=0.001, burst=1), pending_interval=60)
+    entry = StationEntry("CP-1", configuration={"A": "1"})
+    session, wire = make_session("1.6", *central_system(services), station=entry)
+    session.receive(orjson.dumps([2, "b1", "BootNotification", BOOT16]))
+    accepted = (await wire.wait_for(2))[0]  # then the configuration push
+    assert accepted[2]["status"] == "Accepted" and wire.frames[1][2] == "ChangeConfiguration"
+    session.receive(orjson.dumps([3, wire.frames[1][1], {"status": "Accepted"}]))
+    intervals = []
+    for n in range(5):
+        session.receive(orjson.dumps([2, f"p{n}", "BootNotification", BOOT16]))
+        reply = (await wire.wait_for(3 + n))[-1]
+        assert reply[:2] == [3, f"p{n}"] and reply[2]["status"] == "Pending"
+        intervals.append(reply[2]["interval"])
+    await session.idle()
+    assert all(30 <= i <= 90 for i in intervals)
+    assert len(wire.frames) == 7  # no configuration pushed after a Pending boot

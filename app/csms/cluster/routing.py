@@ -49,6 +49,7 @@ HEARTBEAT = 2.0
 INBOX_TTL_MS = 60_000
 REPLY_GRACE = 1.0  # beyond the call's own timeout, for the trip through Redis
 BATCH = 100
+LISTEN_BLOCK = 0.5  # seconds a blocking inbox read waits before it looks again
 RENEW_CHUNK = 500
 
 _CLAIM = """
@@ -133,6 +134,7 @@ class RedisRouter:
         self._renew = redis.register_script(_RENEW)
         self._route = redis.register_script(_ROUTE)
         self.reachable = True
+        self._stopping = False
 
     def _owner_key(self, station_id: str) -> str:
         return f"{self._prefix}owner:{station_id}"
@@ -147,9 +149,18 @@ class RedisRouter:
 
     async def close(self) -> None:
         """Give up ownership of what we still hold, and stop."""
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # The inbox reader stops between two blocking reads: cancelling a task inside a
+        # blocking Redis command can leave it stuck.
+        self._stopping = True
+        if self._loops:
+            heartbeat, *readers = self._loops
+            heartbeat.cancel()
+            with contextlib.suppress(RedisError):
+                await self._push(self.owner_id, {"kind": "stop"})  # wakes the reader now
+            await asyncio.wait(self._loops, timeout=LISTEN_BLOCK + 1.0)
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*self._loops, return_exceptions=True)
         with contextlib.suppress(RedisError):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for sid, epoch in self._epochs.items():
@@ -315,10 +326,10 @@ class RedisRouter:
 
     async def _listen(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 reply: Any = await self._redis.blmpop(
-                    1, 1, self._inbox, direction="RIGHT", count=BATCH)
+                    LISTEN_BLOCK, 1, self._inbox, direction="RIGHT", count=BATCH)
                 backoff = 0.1
             except RedisError as exc:
                 logger.debug("inbox read failed: %s", exc)
@@ -345,6 +356,8 @@ class RedisRouter:
             task.add_done_callback(self._tasks.discard)
         elif kind == "superseded":
             await self._superseded(message["station"], int(message["epoch"]))
+        elif kind == "stop":
+            return
         elif kind == "wake":
             session = self._connections.get(message["station"])
             if session is not None:
