@@ -245,6 +245,8 @@ async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
         cross_pod = await asyncio.to_thread(api, second, "POST",
                                             "/api/v1/stations/LOCAL/calls", json=RESET)
         assert cross_pod.status_code == 503  # at once, not after a timeout
+        metrics = (await asyncio.to_thread(httpx.get, f"{second.http}/metrics")).text
+        assert 'csms_routed_calls_total{status="503"} 1.0' in metrics
         fresh.store.start()  # empty: every key is gone
         await eventually(lambda: fresh.all_held([*sids, "LOCAL"]), 30)
 
@@ -257,3 +259,40 @@ async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
     assert calls_succeed(fresh, sids[:3], fresh.pods)
     events: Any = fresh.redis.xlen("csms:events")
     assert events > 0  # buffered events flushed into the new Redis
+
+
+def test_each_worker_is_its_own_owner_and_calls_reach_the_other_worker(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis").start()
+    server = start_server(tmp_path, "", "--accept-unknown", "--redis-url", store.url,
+                          "--workers", "2")
+    client = redis.Redis.from_url(store.url)
+    sims = subprocess.Popen(
+        [sys.executable, "-m", "csms", "simulate", "--url", server.ws, "--stations", "16",
+         "--version", "2.0.1", "--prefix", "W-", "--heartbeat", "1", "--no-display"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sids = [f"W-{n:04d}" for n in range(1, 17)]
+
+        def owners() -> set[str]:
+            values = [client.get(f"csms:owner:{s}") for s in sids]
+            return {v.decode().split(" ")[0] for v in values if v} if all(values) else set()
+
+        wait_until(lambda: len(owners()) == 2, 30, "stations on both workers")
+        # Whichever worker takes the API request, the call reaches the station.
+        for sid in sids:
+            response = api(server, "POST", f"/api/v1/stations/{sid}/calls",
+                           json={"action": "Reset", "payload": {"type": "Immediate"}})
+            assert response.status_code == 200, response.text
+    finally:
+        sims.kill()
+        sims.wait()
+        stop_server(server)
+        client.close()
+        store.stop()
+
+
+def test_more_than_one_worker_needs_redis(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "csms", "serve", "--workers", "2"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--redis-url" in result.stderr

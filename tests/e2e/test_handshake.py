@@ -1,12 +1,13 @@
 """Every handshake refusal as its HTTP status, decided before the upgrade is accepted."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from tests.e2e.conftest import Server, api, basic
+from tests.e2e.conftest import Server, api, basic, start_server, stop_server
 
 
 async def status_of(url: str, **kwargs: object) -> int:
@@ -71,3 +72,23 @@ def test_refusals_are_counted_by_reason(server: Server) -> None:
     for reason in ("bad_id", "unknown", "disabled", "no_credentials", "bad_credentials",
                    "tls_required", "no_subprotocol"):
         assert f'csms_handshake_rejections_total{{reason="{reason}"}}' in text
+
+
+async def test_connections_beyond_the_admission_rate_get_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    limited = start_server(tmp_path, "", "--accept-unknown", "--connect-rate", "0.5")
+    try:
+        admitted, refused = [], []
+        for n in range(6):  # a burst of 2 s worth (one) is admitted, then one per 2 s
+            try:
+                async with websockets.connect(f"{limited.ws}/STORM-{n}",
+                                              subprotocols=["ocpp1.6"]):
+                    admitted.append(n)
+            except InvalidStatus as exc:
+                refused.append(exc.response)
+        assert admitted == [0] and len(refused) == 5
+        assert {r.status_code for r in refused} == {503}
+        assert all(1 <= int(r.headers["Retry-After"]) <= 8 for r in refused)
+    finally:
+        stop_server(limited)

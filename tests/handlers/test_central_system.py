@@ -100,8 +100,10 @@ async def test_a_rejected_boot_would_push_nothing(make_session: Any) -> None:
 async def test_boots_beyond_the_rate_are_answered_pending_with_a_jittered_interval(
     make_session: Any,
 ) -> None:
+    from csms.observability.counters import count
     from csms.state.admission import TokenBucket
 
+    before = count("csms_boots_pending")
     services = Services(boots=TokenBucket(rate=0.001, burst=1), pending_interval=60)
     entry = StationEntry("CP-1", configuration={"A": "1"})
     session, wire = make_session("1.6", *central_system(services), station=entry)
@@ -118,3 +120,4 @@ async def test_boots_beyond_the_rate_are_answered_pending_with_a_jittered_interv
     await session.idle()
     assert all(30 <= i <= 90 for i in intervals)
     assert len(wire.frames) == 7  # no configuration pushed after a Pending boot
+    assert count("csms_boots_pending") == before + 5

@@ -37,3 +37,14 @@ async def test_young_cycles_are_collected_and_survivors_reclaimed_by_a_full_pass
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_full_pass_comes_early_when_connections_churn() -> None:
+    pacer = GcPacer(full_every=600, full_after_closes=100, min_full_gap=10)
+    assert not pacer.due(now=50, next_full=600, last_full=0)
+    pacer.closed = 100
+    assert pacer.due(now=50, next_full=600, last_full=0)
+    assert not pacer.due(now=5, next_full=600, last_full=0)  # not more often than the gap
+    pacer.full()
+    assert pacer.closed == 0 and pacer.full_passes == 1
+    assert pacer.due(now=600, next_full=600, last_full=0)  # the timed pass still comes

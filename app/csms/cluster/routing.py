@@ -37,6 +37,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from csms.observability.counters import bump
 from csms.protocol.session import Session
 from csms.state.calls import Outcome, call_session, not_connected
 from csms.state.connections import SUPERSEDED, Connections
@@ -264,6 +265,12 @@ class RedisRouter:
         session = self._connections.get(station_id)
         if session is not None:
             return await call_session(session, action, payload, timeout)
+        outcome = await self._call_elsewhere(station_id, action, payload, timeout)
+        bump("csms_routed_calls", str(outcome.status))
+        return outcome
+
+    async def _call_elsewhere(self, station_id: str, action: str, payload: dict[str, Any],
+                              timeout: float | None) -> Outcome:
         timeout = self._call_timeout if timeout is None else timeout
         request_id = uuid.uuid4().hex
         message = json.dumps({

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from csms.cluster.codec import entry_from_json, entry_to_json
+from csms.observability.counters import bump
 from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
 from csms.state.stations import (
@@ -66,10 +67,7 @@ def unavailable(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coro
 
 
 class _Lost:
-    """Counts the state writes lost while Redis was unreachable (one warning per outage)."""
-
-    count = 0
-    warned = False
+    warned = False  # one warning per outage
 
 
 def tolerant(method: Callable[P, Coroutine[Any, Any, T | None]]
@@ -81,7 +79,7 @@ def tolerant(method: Callable[P, Coroutine[Any, Any, T | None]]
         try:
             result = await method(*args, **kwargs)
         except RedisError as exc:
-            _Lost.count += 1
+            bump("csms_state_writes_lost")
             if not _Lost.warned:
                 _Lost.warned = True
                 logger.warning("station state not written while Redis is unreachable: %s", exc)
@@ -89,10 +87,6 @@ def tolerant(method: Callable[P, Coroutine[Any, Any, T | None]]
         _Lost.warned = False
         return result
     return wrapper
-
-
-def writes_lost() -> int:
-    return _Lost.count
 
 
 class RedisRegistry:

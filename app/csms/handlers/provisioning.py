@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from csms.handlers.clock import now
+from csms.observability.counters import bump
 from csms.protocol.errors import OcppException
 from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
@@ -96,6 +97,7 @@ def router(services: Services) -> Router:
         if not services.boots.take():
             # Overloaded (a reconnect storm): come back later, not all at the same moment.
             context.log.info("boot deferred: Pending")
+            bump("csms_boots_pending")
             return {"status": "Pending", "currentTime": now(),
                     "interval": jittered(services.pending_interval)}
         info = boot_info(payload, context.version)

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from csms.observability.counters import bump
 from csms.protocol.session import Session
 from csms.state.calls import call_session
 
@@ -181,6 +182,7 @@ class CommandDispatcher:
         if now >= command.expires_at:
             command.status = EXPIRED
             await self._store.save(command)
+            bump("csms_commands", EXPIRED)
             logger.info("%s: command %s (%s) expired unsent", session.station_id, command.id,
                         command.action)
             return True
@@ -197,6 +199,7 @@ class CommandDispatcher:
             command.status, command.error = FAILED, {"status": outcome.status,
                                                      "detail": outcome.body}
         await self._store.save(command)
+        bump("csms_commands", command.status)
         logger.info("%s: command %s (%s) %s", session.station_id, command.id, command.action,
                     command.status)
         return True

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from csms.config import Settings
 from csms.handlers import central_system
+from csms.observability.counters import Counters
 from csms.observability.metrics import Metrics
 from csms.protocol import schemas
 from csms.protocol.router import Router, tables
@@ -73,6 +74,7 @@ class CsmsApp:
         self.metrics = Metrics() if settings.metrics else None
         if self.metrics is not None:
             self.metrics.registry.register(_DroppedEvents(services))
+            self.metrics.registry.register(Counters())
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
         self.credentials = VerifiedCache()
@@ -83,7 +85,7 @@ class CsmsApp:
         self.ready = False
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
+        self.gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
         self._gc_task: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
         # Loaded now, so a bad file stops the server before it listens; the in-memory
@@ -129,7 +131,7 @@ class CsmsApp:
                 # cyclic collector's scans, which otherwise walk the whole heap on the hot path.
                 gc.collect()
                 gc.freeze()
-                self._gc_task = asyncio.get_running_loop().create_task(self._gc.run())
+                self._gc_task = asyncio.get_running_loop().create_task(self.gc.run())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

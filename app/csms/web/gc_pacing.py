@@ -12,7 +12,10 @@ So automatic collection is off, and this pacer:
   exception tracebacks, die there), then freezes the survivors (`gc.freeze` is O(1)): they
   are never walked again, and are still freed by reference counting like any object;
 - every `full_every` seconds unfreezes and runs a full collection, to reclaim cycles among
-  objects that outlived a freeze (a closed connection's), and logs how long it took.
+  objects that outlived a freeze (a closed connection's), and logs how long it took;
+- sooner when connections churn: after `full_after_closes` closed connections (a pod that
+  takes over a drained pod's stations, a reconnect storm), at most every `min_full_gap`
+  seconds, so memory held by dead connections stays bounded by the churn, not by time.
 """
 
 import asyncio
@@ -24,21 +27,32 @@ logger = logging.getLogger("csms.gc")
 
 
 class GcPacer:
-    def __init__(self, young_every: float = 0.1, full_every: float = 600.0) -> None:
+    def __init__(self, young_every: float = 0.1, full_every: float = 600.0,
+                 full_after_closes: int = 2000, min_full_gap: float = 10.0) -> None:
         self.young_every = young_every
         self.full_every = full_every
+        self.full_after_closes = full_after_closes
+        self.min_full_gap = min_full_gap
         self.last_full_seconds = 0.0
         self.young_passes = 0
+        self.full_passes = 0
+        self.closed = 0  # connections closed since the last full pass
+
+    def due(self, now: float, next_full: float, last_full: float) -> bool:
+        churned = self.closed >= self.full_after_closes and now - last_full >= self.min_full_gap
+        return now >= next_full or churned
 
     async def run(self) -> None:
         gc.disable()
-        next_full = time.monotonic() + self.full_every
+        last_full = time.monotonic()
+        next_full = last_full + self.full_every
         try:
             while True:
                 await asyncio.sleep(self.young_every)
-                if time.monotonic() >= next_full:
+                if self.due(time.monotonic(), next_full, last_full):
                     self.full()
-                    next_full = time.monotonic() + self.full_every
+                    last_full = time.monotonic()
+                    next_full = last_full + self.full_every
                 else:
                     gc.collect(0)
                     gc.freeze()
@@ -49,6 +63,8 @@ class GcPacer:
 
     def full(self) -> int:
         start = time.perf_counter()
+        self.closed = 0
+        self.full_passes += 1
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()

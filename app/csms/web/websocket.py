@@ -113,6 +113,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
                 reason = "superseded" if session.closed else str(code)
                 break
     finally:
+        app.gc.closed += 1
         session.close("disconnected")
         current = app.services.connections.remove(session)
         if current:
