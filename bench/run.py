@@ -10,8 +10,10 @@ bench/driver.py and the figures are absolute.
   paced    10,000 stations, one call each every 5 s
   idle     19,000 stations, a Heartbeat each every 30 s: RSS per connection, heartbeat p99
   scale    closed loop at 1,000, 5,000 and 19,000 stations: calls/s and RSS
+  cluster  three pods and Redis: API call latency same-pod vs cross-pod, and API calls/s
+           through three pods (bench/cluster_bench.py; csms alone, no peer has it)
 
-    python bench/run.py [--quick] [--only closed,paced,idle,scale] [--out FILE]
+    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster] [--out FILE]
 """
 
 import argparse
@@ -111,6 +113,15 @@ def scale(quick: bool) -> str:
             + markdown(rows))
 
 
+def cluster(quick: bool) -> str:
+    cmd = [sys.executable, str(ROOT / "bench" / "cluster_bench.py"),
+           "--duration", "5" if quick else "10", "--samples", "500" if quick else "2000"]
+    out = sh(cmd)
+    report = "\n".join(line for line in out.splitlines() if not line.startswith("{"))
+    return ("## Cluster: API calls routed through Redis (3 pods + Redis on cpu0)\n\n"
+            f"`{' '.join(cmd[1:])}`\n\n{report}\n")
+
+
 def standalone(quick: bool) -> str:
     rows = []
     for port, (mode, version, n) in enumerate(
@@ -140,7 +151,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="shorter runs, smaller fleets")
-    p.add_argument("--only", default="closed,paced,idle,scale")
+    p.add_argument("--only", default="closed,paced,idle,scale,cluster")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
     args = p.parse_args()
     if not shutil.which("taskset"):
@@ -151,11 +162,14 @@ def main() -> None:
              "validation, metrics and events on), `--accept-unknown`.\n"]
     if SHARED.exists():
         sh(["bash", str(SHARED / "setup_peers.sh")])
-        runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale}
+        runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale,
+                   "cluster": cluster}
         for name in args.only.split(","):
             parts.append(runners[name](args.quick))
     else:
         parts.append(standalone(args.quick))
+        if "cluster" in args.only:
+            parts.append(cluster(args.quick))
     report = "\n".join(parts)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
