@@ -5,7 +5,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
+from csms.state.errors import Unavailable
 from csms.state.registry import load_stations
+from csms.state.stations import StationState
 from csms.state.stations import MAX_CONNECTORS
 
 MANIFEST = """
@@ -71,3 +73,40 @@ async def test_transaction_ids_are_unique_across_pods(redis: Redis) -> None:
     b = [await pod_b.next_id() for _ in range(250)]
     assert len(set(a) | set(b)) == 500
     assert a == sorted(a) and b == sorted(b)  # each pod's ids rise
+
+
+async def test_state_written_behind_waits_for_redis_and_is_bounded(tmp_path: Path) -> None:
+    from csms.observability.counters import count
+    from tests.polling import eventually
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    client = Redis.from_url(server.url, socket_connect_timeout=0.5)
+    store = RedisStationStore(client, max_pending=3)
+    await store.start()
+    try:
+        await store.record_meter_values("cp", {"v": 1})
+        await eventually(lambda: client.hget("csms:station:cp", "meterValues"))
+        server.stop()
+        for n in range(5):  # the latest value per field is kept
+            await store.record_meter_values("cp", {"v": n})
+        await store.record_connector("cp", "1", {"status": "Charging"})
+        lost = count("csms_state_writes_lost")
+        await store.record_connector("cp", "2", {"status": "Available"})
+        await store.record_connector("cp", "3", {"status": "Available"})  # a 4th field
+        assert count("csms_state_writes_lost") == lost + 1
+        server.start()  # empty, as after a restart
+
+        async def state_now() -> StationState | None:
+            try:
+                return await store.get("cp")
+            except Unavailable:  # a pooled connection from before the restart
+                return None
+
+        state = await eventually(state_now, 10)
+        assert state.meter_values == {"v": 4}
+        assert set(state.connectors or {}) == {"1", "2"}
+    finally:
+        await store.close()
+        await client.aclose()
+        server.stop()

@@ -5,7 +5,7 @@ The only package that imports redis. `CSMS_REDIS_URL` (or `csms serve --redis-ur
 are the same.
 """
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -17,6 +17,8 @@ from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactio
 from csms.services import Services
 from csms.state.connections import Connections
 
+MAX_CONNECTIONS = 64  # per process; one is held by the inbox reader's blocking read
+
 
 def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
                    call_timeout: float = 30.0) -> Services:
@@ -24,21 +26,25 @@ def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
     call routing live in Redis."""
     # One quick retry, then fail: callers answer 503 at once rather than hang while Redis
     # is down.
-    redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1,
-                           health_check_interval=30,
-                           retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-                           retry_on_error=[ConnectionError, TimeoutError])
+    # A bounded pool that waits for a free connection rather than failing under a burst.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=5, socket_timeout=5,
+        socket_connect_timeout=1, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        retry_on_error=[ConnectionError, TimeoutError])
+    redis = Redis(connection_pool=pool)
     connections = Connections()
     events = RedisEventBus(redis, prefix)
+    stations = RedisStationStore(redis, prefix)
     router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout)
     services = Services(registry=RedisRegistry(redis, prefix),
-                        stations=RedisStationStore(redis, prefix),
+                        stations=stations,
                         transactions=RedisTransactionIds(redis, prefix), events=events,
                         connections=connections, commands=RedisCommandStore(redis, prefix),
                         router=router)
     # Started in this order, closed in the reverse one: the router gives up ownership and
     # the events are flushed before the client closes.
-    services.resources += [_Closing(redis), events, router]
+    services.resources += [_Closing(redis), events, stations, router]
     return services
 
 

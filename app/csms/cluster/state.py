@@ -8,6 +8,8 @@ Keys (all under one prefix, `csms:` by default):
   {p}txid                 counter: OCPP 1.6 transaction ids, unique across the cluster
 """
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -117,18 +119,86 @@ class RedisRegistry:
 
 
 class RedisStationStore:
-    def __init__(self, redis: Redis, prefix: str = "csms:") -> None:
+    """Station state in Redis. Boot, connector, meter-value and configuration records are
+    written behind: the handler answers at once, the latest value per field is kept and one
+    task writes them in pipelined batches (within milliseconds; at once before a read on this
+    pod). While Redis is down they wait, coalesced per field, up to `max_pending` fields;
+    beyond that new ones are dropped and counted (`csms_state_writes_lost_total`).
+    Transactions are written through: their order and merged documents matter."""
+
+    def __init__(self, redis: Redis, prefix: str = "csms:", max_pending: int = 200_000) -> None:
         self._redis = redis
         self._prefix = prefix
         self._bounded = redis.register_script(_BOUNDED_HSET)
         self._merge = redis.register_script(_MERGE)
+        # (key, field) -> (value, bound on the hash's size or 0)
+        self._pending: dict[tuple[str, str], tuple[str, int]] = {}
+        self._max_pending = max_pending
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     def _key(self, station_id: str, table: str | None = None) -> str:
         base = f"{self._prefix}station:{station_id}"
         return f"{base}:{table}" if table else base
 
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._write_forever())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(RedisError):
+                await self.flush()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _write(self, key: str, field: str, value: str, bound: int = 0) -> None:
+        if len(self._pending) >= self._max_pending and (key, field) not in self._pending:
+            bump("csms_state_writes_lost")
+            return
+        self._pending[(key, field)] = (value, bound)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write what is pending; raises RedisError (and keeps it pending) if Redis is down."""
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for (key, field), (value, bound) in batch.items():
+                    if bound:
+                        await self._bounded(keys=[key], args=[field, value, bound],
+                                            client=pipe)
+                    else:
+                        pipe.hset(key, field, value)
+                await pipe.execute()
+        except RedisError:
+            for item, entry in batch.items():  # newer values written meanwhile win
+                self._pending.setdefault(item, entry)
+            raise
+
+    async def _write_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = 0.1
+                _Lost.warned = False
+            except RedisError as exc:
+                if not _Lost.warned:
+                    _Lost.warned = True
+                    logger.warning("station state waits for Redis (%d fields): %s",
+                                   len(self._pending), exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+
     @unavailable
     async def get(self, station_id: str) -> StationState | None:
+        if self._pending:
+            await self.flush()  # read your own writes
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._key(station_id))
             for table in ("connectors", "configuration", "transactions"):
@@ -147,25 +217,20 @@ class RedisStationStore:
             transactions={k.decode(): json.loads(v) for k, v in transactions.items()} or None,
         )
 
-    @tolerant
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
-        fields = {k: boot.get(k) for k in Boot._fields}
-        await self._redis.hset(self._key(station_id), mapping={
-            "boot": json.dumps(fields), "bootedAt": time.time()})
+        key = self._key(station_id)
+        self._write(key, "boot", json.dumps({k: boot.get(k) for k in Boot._fields}))
+        self._write(key, "bootedAt", repr(time.time()))
 
-    @tolerant
     async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
-        await self._bounded(keys=[self._key(station_id, "connectors")],
-                            args=[key, json.dumps(status), MAX_CONNECTORS])
+        self._write(self._key(station_id, "connectors"), key, json.dumps(status),
+                    MAX_CONNECTORS)
 
-    @tolerant
     async def record_meter_values(self, station_id: str, values: dict[str, Any]) -> None:
-        await self._redis.hset(self._key(station_id), "meterValues", json.dumps(values))
+        self._write(self._key(station_id), "meterValues", json.dumps(values))
 
-    @tolerant
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
-        await self._bounded(keys=[self._key(station_id, "configuration")],
-                            args=[key, outcome, MAX_CONFIG_KEYS])
+        self._write(self._key(station_id, "configuration"), key, outcome, MAX_CONFIG_KEYS)
 
     @tolerant
     async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
