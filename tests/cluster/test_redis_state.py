@@ -7,8 +7,7 @@ from redis.asyncio import Redis
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
 from csms.state.errors import Unavailable
 from csms.state.registry import load_stations
-from csms.state.stations import StationState
-from csms.state.stations import MAX_CONNECTORS
+from csms.state.stations import MAX_CONNECTORS, StationState
 
 MANIFEST = """
 apiVersion: csms.dev/v1alpha1
