@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations.yaml --accept-unknown
+	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations/ --accept-unknown
 
 # Debian packages the tests need (node for the ocpp-rpc peer; later redis, nginx, prometheus).
 system-deps:

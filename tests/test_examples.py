@@ -10,9 +10,10 @@ from csms.state.registry import load_stations
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def test_the_example_stations_load() -> None:
-    ids = {e.station_id for e in load_stations(EXAMPLES / "stations.yaml")}
-    assert {"cp-0001", "cs-0002", "DEPOT-BAY-7", "cp-retired"} <= ids
+def test_the_example_stations_load_with_their_secrets() -> None:
+    entries = {e.station_id: e for e in load_stations(EXAMPLES / "stations")}
+    assert {"cp-0001", "cs-0002", "DEPOT-BAY-7", "cp-retired"} <= set(entries)
+    assert entries["cs-0002"].password_hash is not None
 
 
 async def test_the_developer_example_answers_with_its_own_handlers(make_session: Any) -> None:

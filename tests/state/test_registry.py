@@ -90,3 +90,47 @@ def test_passwords_verify_and_the_cache_drops_a_changed_hash() -> None:
     assert cache.verify("CP", "first-password-123", old)
     assert not cache.verify("CP", "first-password-123", new)  # rotated: the old one fails
     assert cache.verify("CP", "second-password-12", new)
+
+
+REF = GOOD.replace("CP:1-weird", "CP-1").replace(
+    "password: sixteen-chars-ok", "passwordSecretRef: {name: cp-1-auth}")
+
+
+@pytest.mark.parametrize("secret", [
+    "stringData: {password: from-a-secret-16}",
+    "data: {password: ZnJvbS1hLXNlY3JldC0xNg==}",  # base64 of the same
+])
+def test_the_password_comes_from_a_secret_beside_the_manifest(
+    tmp_path: Path, secret: str
+) -> None:
+    (tmp_path / "stations.yaml").write_text(REF)
+    (tmp_path / "secrets.yaml").write_text(
+        f"apiVersion: v1\nkind: Secret\nmetadata: {{name: cp-1-auth}}\n{secret}\n")
+    (entry,) = load_stations(tmp_path)
+    assert entry.password_hash is not None and verify_password("from-a-secret-16",
+                                                               entry.password_hash)
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    ("", "no Secret 'cp-1-auth'"),
+    ("apiVersion: v1\nkind: Secret\nmetadata: {name: cp-1-auth}\nstringData: {other: x}\n",
+     "has no key 'password'"),
+    ("apiVersion: v1\nkind: Secret\nmetadata: {name: cp-1-auth}\nstringData: {password: short}\n",
+     "16-40 characters"),
+    ("apiVersion: v1\nkind: Secret\nmetadata: {name: cp-1-auth}\ndata: {password: '%%%'}\n",
+     "not base64"),
+])
+def test_a_bad_secret_reference_is_named(tmp_path: Path, secret: str, message: str) -> None:
+    (tmp_path / "stations.yaml").write_text(REF)
+    (tmp_path / "secrets.yaml").write_text(secret)
+    with pytest.raises(RegistryError, match=message) as caught:
+        load_stations(tmp_path)
+    assert "spec.passwordSecretRef" in str(caught.value)
+
+
+def test_password_and_secret_reference_exclude_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(REF.replace("  passwordSecretRef", "  password: sixteen-chars-ok\n"
+                                                       "  passwordSecretRef"))
+    with pytest.raises(RegistryError, match="exclude each other"):
+        load_stations(path)

@@ -5,6 +5,8 @@ file raises `RegistryError` naming the file, the document and the field; the cal
 registry it had.
 """
 
+import base64
+import binascii
 import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ import yaml
 
 from csms.protocol.versions import normalize
 from csms.state.credentials import hash_password
-from csms.state.manifest import MANIFEST_SCHEMA, PROTOCOLS
+from csms.state.manifest import MANIFEST_SCHEMA, PASSWORD_MAX, PASSWORD_MIN, PROTOCOLS
 
 
 class RegistryError(Exception):
@@ -71,8 +73,24 @@ def config_value(value: Any) -> str:
     return str(value)
 
 
-def entry_from_manifest(doc: Any, password_hash: str | None = None) -> StationEntry:
-    """Map a validated-or-not manifest to an entry; raise RegistryError naming the field."""
+def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
+    """A key of a Secret document: `stringData` as written, `data` base64 as stored."""
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    encoded = (secret.get("data") or {}).get(key)
+    if encoded is None:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise RegistryError(f"Secret key {key!r} is not base64-encoded UTF-8") from None
+
+
+def entry_from_manifest(doc: Any, password_hash: str | None = None,
+                        secrets: Mapping[tuple[str | None, str], Mapping[str, Any]] | None = None,
+                        ) -> StationEntry:
+    """Map a validated-or-not manifest to an entry; raise RegistryError naming the field.
+    `secrets` are the Secret documents by (namespace, name), for `passwordSecretRef`."""
     errors = list(_validator.iter_errors(doc)) if isinstance(doc, dict) else []
     if not isinstance(doc, dict):
         raise RegistryError("a manifest must be a mapping")
@@ -84,8 +102,26 @@ def entry_from_manifest(doc: Any, password_hash: str | None = None) -> StationEn
     meta = doc["metadata"]
     profile = spec.get("securityProfile", 0)
     password = spec.get("password")
+    ref = spec.get("passwordSecretRef")
+    if ref is not None and password_hash is None:
+        if password is not None:
+            raise RegistryError("spec.password and spec.passwordSecretRef exclude each other")
+        secret = (secrets or {}).get((meta.get("namespace"), ref["name"]))
+        if secret is None:
+            raise RegistryError(f"spec.passwordSecretRef: no Secret {ref['name']!r}")
+        try:
+            password = secret_value(secret, ref.get("key", "password"))
+        except RegistryError as exc:
+            raise RegistryError(f"spec.passwordSecretRef: {exc}") from None
+        if password is None:
+            raise RegistryError(f"spec.passwordSecretRef: Secret {ref['name']!r} has no key "
+                                f"{ref.get('key', 'password')!r}")
+        if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+            raise RegistryError(f"spec.passwordSecretRef: the password must be {PASSWORD_MIN}-"
+                                f"{PASSWORD_MAX} characters")
     if profile in (1, 2) and password is None and password_hash is None:
-        raise RegistryError(f"spec.password: required for securityProfile {profile}")
+        raise RegistryError(f"spec.password: required for securityProfile {profile} "
+                            "(from passwordSecretRef, or inline in a file)")
     if password is not None and password_hash is None:
         password_hash = hash_password(password)
     auth = spec.get("authorization") or {}
@@ -113,7 +149,8 @@ def _files(path: Path) -> list[Path]:
 
 
 def load_stations(path: str | Path) -> list[StationEntry]:
-    entries: dict[str, StationEntry] = {}
+    documents: list[tuple[str, Any]] = []
+    secrets: dict[tuple[str | None, str], Mapping[str, Any]] = {}
     for file in _files(Path(path)):
         try:
             docs = list(yaml.safe_load_all(file.read_text()))
@@ -124,13 +161,19 @@ def load_stations(path: str | Path) -> list[StationEntry]:
                 continue  # an empty document between separators
             name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
             where = f"{file} document {index}" + (f" ({name})" if name else "")
-            if isinstance(doc, dict) and doc.get("kind") not in (None, "ChargingStation"):
-                continue  # other Kubernetes objects (Secrets, ...) may share the folder
-            try:
-                entry = entry_from_manifest(doc)
-            except RegistryError as exc:
-                raise RegistryError(f"{where}: {exc}") from None
-            if entry.station_id in entries:
-                raise RegistryError(f"{where}: station id {entry.station_id!r} is defined twice")
-            entries[entry.station_id] = entry
+            kind = doc.get("kind") if isinstance(doc, dict) else None
+            if kind == "Secret" and name:
+                secrets[(doc["metadata"].get("namespace"), name)] = doc
+            elif kind in (None, "ChargingStation"):
+                documents.append((where, doc))
+            # other Kubernetes objects may share the folder
+    entries: dict[str, StationEntry] = {}
+    for where, doc in documents:
+        try:
+            entry = entry_from_manifest(doc, secrets=secrets)
+        except RegistryError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
+        if entry.station_id in entries:
+            raise RegistryError(f"{where}: station id {entry.station_id!r} is defined twice")
+        entries[entry.station_id] = entry
     return list(entries.values())
