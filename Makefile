@@ -7,7 +7,7 @@ NODE_PEER := tests/e2e/ocpp_rpc_client
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test lint typecheck unit e2e bench system-deps node-deps clean
+.PHONY: setup run test lint typecheck unit e2e bench crd system-deps node-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations/ --accept-unknown
 
-# Debian packages the tests need (node for the ocpp-rpc peer; later redis, nginx, prometheus).
+# Debian packages the tests need: redis-server, nginx, node for the ocpp-rpc peer.
 system-deps:
 	@./.ci/system-deps.sh
 
@@ -44,6 +44,10 @@ unit: setup
 bench: setup
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The CRD the chart ships, rendered from the spec schema (a test checks it is current).
+crd: setup
+	$(BIN)/python -m csms_operator.crd > charts/csms/crds/chargingstations.yaml
 
 clean:
 	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -83,6 +83,24 @@ def simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def operator(args: argparse.Namespace) -> int:
+    """`kopf run -m csms_operator`, one replica (standalone), with a liveness endpoint."""
+    try:
+        import csms_operator  # noqa: F401  (fails early without the operator extra)
+        import kopf  # noqa: F401
+    except ImportError as exc:
+        print(f"csms: the operator needs its extra: pip install 'csms[operator]' ({exc})",
+              file=sys.stderr)
+        return 2
+    argv = [sys.executable, "-m", "kopf", "run", "-m", "csms_operator", "--standalone",
+            "--liveness", args.liveness]
+    argv += ["--namespace", args.namespace] if args.namespace else ["--all-namespaces"]
+    if args.verbose:
+        argv.append("--verbose")
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="csms", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -94,6 +112,16 @@ def parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("simulate", help="run a simulated fleet of stations")
     add_options(sim)
     sim.set_defaults(run=simulate)
+    op = commands.add_parser(
+        "operator", help="run the Kubernetes operator (ChargingStation resources)",
+        description="Reconcile ChargingStation resources into the Redis registry the pods "
+                    "read (CSMS_REDIS_URL, CSMS_REDIS_PREFIX) and their live state into "
+                    ".status (CSMS_OPERATOR_STATUS_EVERY, CSMS_OPERATOR_STATUS_RATE).")
+    op.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                    help="liveness probe endpoint")
+    op.add_argument("--verbose", action="store_true")
+    op.set_defaults(run=operator)
     return root
 
 

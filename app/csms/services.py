@@ -8,6 +8,7 @@ from csms.state.calls import CallRouter, LocalRouter
 from csms.state.commands import CommandStore, MemoryCommandStore
 from csms.state.connections import Connections
 from csms.state.events import EventBus, MemoryEventBus
+from csms.state.presence import NoPresence, Presence
 from csms.state.registry import MemoryRegistry, StationEntry, StationRegistry
 from csms.state.stations import MemoryStationStore, StationStore
 from csms.state.transactions import MemoryTransactionIds, TransactionIds
@@ -29,6 +30,7 @@ class Services:
     events: EventBus = dataclasses.field(default_factory=MemoryEventBus)
     connections: Connections = dataclasses.field(default_factory=Connections)
     commands: CommandStore = dataclasses.field(default_factory=MemoryCommandStore)
+    presence: Presence = dataclasses.field(default_factory=NoPresence)
     # None: the embedded router over `connections`.
     router: CallRouter = None  # type: ignore[assignment]
     # BootNotifications beyond this rate are answered Pending (reconnect storms).

@@ -41,7 +41,7 @@ def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
                         stations=stations,
                         transactions=RedisTransactionIds(redis, prefix), events=events,
                         connections=connections, commands=RedisCommandStore(redis, prefix),
-                        router=router)
+                        router=router, presence=stations)
     # Started in this order, closed in the reverse one: the router gives up ownership and
     # the events are flushed before the client closes.
     services.resources += [_Closing(redis), events, stations, router]

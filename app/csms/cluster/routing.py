@@ -31,7 +31,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -102,6 +102,26 @@ return {2, owner}
 """
 
 
+async def _no_control(message: dict[str, Any]) -> None:
+    return None
+
+
+async def tell_owner(redis: Redis, prefix: str, station_id: str,
+                     message: dict[str, Any]) -> str | None:
+    """Push a control message to the process holding the station; its owner id, or None if
+    the station is not connected anywhere."""
+    value = await redis.get(f"{prefix}owner:{station_id}")
+    if not value:
+        return None
+    owner = _owner_of(value)
+    inbox = f"{prefix}inbox:{owner}"
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(inbox, json.dumps({**message, "station": station_id}))
+        pipe.pexpire(inbox, INBOX_TTL_MS)
+        await pipe.execute()
+    return owner
+
+
 def _owner_of(value: Any) -> str:
     """The owner in an owner key's "{owner} {epoch}"."""
     return str(value.decode()).split(" ")[0]
@@ -116,6 +136,7 @@ class RedisRouter:
                  lease: float = 30.0, call_timeout: float = 30.0) -> None:
         self.owner_id = new_owner_id()
         self.wake: Callable[[Session], None] = lambda session: None
+        self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
         self._redis = redis
         self._prefix = prefix
         self._connections = connections
@@ -369,6 +390,8 @@ class RedisRouter:
             session = self._connections.get(message["station"])
             if session is not None:
                 self.wake(session)
+        else:  # "evict", "configure": from the operator
+            await self.control(message)
 
     async def _serve_call(self, message: dict[str, Any]) -> None:
         remaining = message["deadline"] - time.time()

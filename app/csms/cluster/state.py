@@ -107,6 +107,9 @@ class RedisRegistry:
     async def put(self, entry: StationEntry) -> None:
         await self._redis.hset(self._key, entry.station_id, entry_to_json(entry))
 
+    async def delete(self, station_id: str) -> bool:
+        return bool(await self._redis.hdel(self._key, station_id))
+
     async def replace(self, entries: Iterable[StationEntry]) -> None:
         """Make the registry exactly `entries`, atomically."""
         mapping: dict[str | bytes, str | bytes] = {
@@ -216,6 +219,25 @@ class RedisStationStore:
             configuration={k.decode(): v.decode() for k, v in configuration.items()} or None,
             transactions={k.decode(): json.loads(v) for k, v in transactions.items()} or None,
         )
+
+    # -- presence (csms.state.presence), read by the operator -------------------------------
+
+    def connected(self, station_id: str, pod: str, protocol: str) -> None:
+        key, now = self._key(station_id), repr(time.time())
+        self._write(key, "pod", pod)
+        self._write(key, "protocol", protocol)
+        self._write(key, "connectedAt", now)
+        self._write(key, "lastSeen", now)
+
+    def disconnected(self, station_id: str) -> None:
+        self._write(self._key(station_id), "disconnectedAt", repr(time.time()))
+
+    def seen(self, station_id: str) -> None:
+        self._write(self._key(station_id), "lastSeen", repr(time.time()))
+
+    def rejected(self, station_id: str, reason: str) -> None:
+        self._write(self._key(station_id), "lastRejection",
+                    json.dumps({"reason": reason, "at": time.time()}))
 
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
         key = self._key(station_id)

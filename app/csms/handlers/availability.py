@@ -24,6 +24,7 @@ def router(services: Services) -> Router:
 
     @r.on("Heartbeat")
     def heartbeat(payload: dict[str, Any], context: Context) -> dict[str, Any]:
+        services.presence.seen(context.station_id)
         return {"currentTime": now()}
 
     @r.on("StatusNotification")

@@ -5,7 +5,7 @@ the station's socket.
 in cluster mode, so a call answered on another pod looks exactly like a local one.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 from csms.protocol.errors import (
@@ -70,6 +70,8 @@ class CallRouter(Protocol):
     owner_id: str
     # Called with a session that is ours and may have queued commands to deliver.
     wake: Callable[[Session], None]
+    # Called with control messages for stations held here ("evict", "configure").
+    control: Callable[[dict[str, Any]], Awaitable[None]]
 
     async def start(self) -> None: ...
 
@@ -101,6 +103,7 @@ class LocalRouter:
         self.owner_id = owner_id
         self._connections = connections
         self.wake: Callable[[Session], None] = _ignore
+        self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
 
     async def start(self) -> None:
         return None
@@ -135,4 +138,8 @@ class LocalRouter:
 
 
 def _ignore(session: Session) -> None:
+    return None
+
+
+async def _no_control(message: dict[str, Any]) -> None:
     return None

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from csms.config import Settings
 from csms.handlers import central_system
+from csms.handlers.provisioning import push_configuration
 from csms.observability.counters import Counters
 from csms.observability.metrics import Metrics
 from csms.protocol import schemas
@@ -81,6 +82,7 @@ class CsmsApp:
         self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
         self.dispatcher = CommandDispatcher(services.commands)
         services.router.wake = self.dispatcher.wake
+        services.router.control = self._control
         self.api = build_api(self)
         self.ready = False
         self.draining = False
@@ -155,6 +157,28 @@ class CsmsApp:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         except (NotImplementedError, RuntimeError, ValueError):
             logger.warning("SIGHUP reload is unavailable in this process")
+
+    async def _control(self, message: dict[str, Any]) -> None:
+        """The operator's messages for a station held here."""
+        sid = message["station"]
+        session = self.services.connections.get(sid)
+        if session is None:
+            return
+        if message["kind"] == "evict":
+            await self.services.connections.disconnect(
+                sid, 1008, "station removed from the registry or disabled")
+        elif message["kind"] == "configure":
+            entry = await self.services.registry.get(sid)
+            if entry is None:
+                return
+            session.context.station = entry
+            desired = {k: v for k, v in entry.configuration.items()
+                       if k in message.get("keys", entry.configuration)}
+            if desired:
+                task = asyncio.get_running_loop().create_task(
+                    push_configuration(self.services, session.context, desired))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def _watch_sigterm(self) -> None:
         """SIGTERM drains first, then hands over to uvicorn's own shutdown."""

@@ -49,6 +49,7 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
                      ) -> tuple[str, Any, str] | None:
     """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open."""
     metrics = app.metrics
+    sid: str | None = None
     try:
         if app.draining:
             raise retry_later("draining", "server is shutting down", 5)
@@ -60,6 +61,8 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
     except Rejection as rejection:
         if metrics:
             metrics.rejections.labels(rejection.reason).inc()
+        if rejection.status in (401, 403) and sid is not None:  # a registered station
+            app.services.presence.rejected(sid, rejection.reason)
         logger.info("handshake refused (%s): %s", rejection.status, rejection.message)
         await deny(scope, send, rejection)
         return None
@@ -93,6 +96,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     await app.services.connections.add(session, socket)
     await app.services.router.claim(session)
     logger.info("%s connected with OCPP %s", sid, version)
+    app.services.presence.connected(sid, app.services.router.owner_id, version)
     app.services.events.publish(sid, version, "connected", {})
     if metrics:
         metrics.connects.labels(version).inc()
@@ -117,6 +121,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         session.close("disconnected")
         current = app.services.connections.remove(session)
         if current:
+            app.services.presence.disconnected(sid)
             await app.services.router.release(session)
         logger.info("%s disconnected (%s)", sid, reason)
         app.services.events.publish(sid, version, "disconnected",

@@ -1,0 +1,234 @@
+"""Kopf handlers: thin and idempotent; the mapping is `csms_operator.mapping`, the Redis side
+`csms_operator.store`.
+
+- create / update / resume: resolve the password from its Secret, write the registry entry
+  (a salted PBKDF2 hash only), tell a connected station's pod to push changed configuration
+  or to close a disabled station's socket;
+- delete (finalizer): remove the entry and close the station's socket; it then gets 404;
+- a Secret that changes: re-hash the password of every station that refers to it;
+- a timer: the live state from Redis into `.status`, written only when it changed and paced
+  globally, with Events on notable transitions.
+"""
+
+import asyncio
+import datetime
+import hashlib
+import hmac
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from csms.state.registry import RegistryError, secret_value
+from csms_operator import mapping
+from csms_operator.config import GROUP, PLURAL, VERSION, OperatorConfig
+
+STATUS_EVERY = OperatorConfig.from_env().status_every  # kopf fixes a timer's interval at import
+
+
+class Pacer:
+    """At most `rate` status writes a second across all resources."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        at = max(now, self._next)
+        self._next = at + self._interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class Hashes:
+    """The hash last written per station, keyed by a per-process HMAC of its password: an
+    unchanged password is not hashed again (PBKDF2 is slow on purpose)."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self._known: dict[str, tuple[bytes, str]] = {}
+
+    def _tag(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    def known(self, station_id: str, password: str | None) -> str | None:
+        seen = self._known.get(station_id)
+        if password is None or seen is None or not hmac.compare_digest(seen[0],
+                                                                        self._tag(password)):
+            return None
+        return seen[1]
+
+    def remember(self, station_id: str, password: str | None, encoded: str | None) -> None:
+        if password is not None and encoded is not None:
+            self._known[station_id] = (self._tag(password), encoded)
+
+
+def now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
+                  **_: Any) -> None:
+    from kubernetes import client, config
+    from redis.asyncio import Redis
+
+    from csms_operator.store import Store
+
+    settings.persistence.finalizer = "csms.dev/registry"
+    settings.posting.level = logging.WARNING  # only warnings become Events, not every log
+    cfg = OperatorConfig.from_env()
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    memo.core = client.CoreV1Api()
+    memo.redis = Redis.from_url(cfg.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    await memo.redis.ping()
+    memo.store = Store(memo.redis, cfg.redis_prefix)
+    memo.pacer = Pacer(cfg.status_rate)
+    memo.hashes = Hashes()
+    logger.info("registry in Redis at %s (prefix %r)", cfg.redis_url.split("@")[-1],
+                cfg.redis_prefix)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.redis.aclose()
+
+
+@kopf.on.probe(id="redis")
+async def redis_reachable(memo: kopf.Memo, **_: Any) -> bool:
+    return bool(await memo.redis.ping())
+
+
+async def read_password(memo: kopf.Memo, namespace: str, ref: tuple[str, str]) -> str | None:
+    from kubernetes.client.exceptions import ApiException
+
+    name, key = ref
+    try:
+        secret = await asyncio.to_thread(memo.core.read_namespaced_secret, name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise kopf.TemporaryError(f"Secret {name!r} not found", delay=15) from None
+        raise
+    try:
+        return secret_value({"data": secret.data or {}}, key)
+    except RegistryError as exc:
+        raise kopf.PermanentError(f"Secret {name!r}: {exc}") from None
+
+
+async def register(memo: kopf.Memo, body: kopf.Body, name: str, namespace: str,
+                   spec: dict[str, Any], status: dict[str, Any],
+                   password: str | None) -> dict[str, Any]:
+    """Write the station's entry; the new status. Raises mapping.Invalid."""
+    store = memo.store
+    sid = mapping.station_id(name, spec)
+    entry = mapping.entry_for(name, namespace, spec, password, memo.hashes.known(sid, password))
+    memo.hashes.remember(sid, password, entry.password_hash)
+    previous = await store.get(sid)
+    old_id = status.get("stationId")
+    if old_id and old_id != sid:  # spec.stationId changed: the old identity goes
+        await store.remove(old_id)
+        await store.tell(old_id, "evict")
+    await store.put(entry)
+    changed = mapping.changed_keys(previous.configuration if previous else None,
+                                   entry.configuration)
+    if previous is not None and changed:
+        await store.forget_outcomes(sid, changed)
+        if entry.enabled and await store.tell(sid, "configure", keys=changed):
+            kopf.info(body, reason="ConfigurationPushed",
+                      message=f"sent to the connected station: {', '.join(changed)}")
+    if not entry.enabled and (previous is None or previous.enabled):
+        await store.tell(sid, "evict")
+        kopf.event(body, type="Normal", reason="Disabled",
+                   message=f"station {sid} is disabled: refused and disconnected")
+    return mapping.status_for(entry, await store.live(sid), status, now())
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def reconcile(memo: kopf.Memo, body: kopf.Body, name: str, namespace: str | None,
+                    spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch,
+                    **_: Any) -> None:
+    assert namespace is not None  # the resource is namespaced
+    ref = mapping.secret_ref(spec)
+    try:
+        password = await read_password(memo, namespace, ref) if ref else None
+        patch.status.update(await register(memo, body, name, namespace, dict(spec),
+                                           dict(status), password))
+    except mapping.Invalid as exc:
+        patch.status["conditions"] = [{"type": "Registered", "status": "False",
+                                       "reason": "Invalid", "message": str(exc),
+                                       "lastTransitionTime": now()}]
+        raise kopf.PermanentError(str(exc)) from None
+    except kopf.TemporaryError as exc:
+        patch.status["conditions"] = [{"type": "Registered", "status": "False",
+                                       "reason": "SecretMissing", "message": str(exc),
+                                       "lastTransitionTime": now()}]
+        raise
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def unregister(memo: kopf.Memo, name: str, spec: kopf.Spec, status: kopf.Status,
+                     logger: kopf.Logger, **_: Any) -> None:
+    sid = status.get("stationId") or mapping.station_id(name, spec)
+    await memo.store.remove(sid)
+    if await memo.store.tell(sid, "evict"):
+        logger.info("%s removed from the registry and disconnected", sid)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def stations_by_secret(namespace: str | None, name: str, spec: kopf.Spec,
+                       **_: Any) -> dict[tuple[str | None, str], dict[str, Any]] | None:
+    ref = mapping.secret_ref(spec)
+    return {(namespace, ref[0]): {"name": name, "spec": dict(spec)}} if ref else None
+
+
+@kopf.on.event("", "v1", "secrets")
+async def secret_changed(type: str, body: kopf.Body, name: str, namespace: str | None,
+                         memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """A rotated password is re-hashed at once; the resource is not touched."""
+    if type == "DELETED":
+        return
+    index: kopf.Index[tuple[str | None, str], dict[str, Any]] = kwargs["stations_by_secret"]
+    for station in index.get((namespace, name), []):
+        spec = station["spec"]
+        ref = mapping.secret_ref(spec)
+        assert ref is not None
+        sid = mapping.station_id(station["name"], spec)
+        try:
+            password = secret_value({"data": body.get("data") or {}}, ref[1])
+        except RegistryError as exc:
+            logger.warning("Secret %s: %s", name, exc)
+            continue
+        if password is None or memo.hashes.known(sid, password) is not None:
+            continue  # the key is missing, or the password did not change
+        try:
+            entry = mapping.entry_for(station["name"], namespace, spec, password)
+        except mapping.Invalid as exc:
+            logger.warning("%s: %s", sid, exc)
+            continue
+        memo.hashes.remember(sid, password, entry.password_hash)
+        await memo.store.put(entry)
+        logger.info("%s: password from Secret %s re-hashed", sid, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_EVERY, initial_delay=STATUS_EVERY / 2)
+async def refresh_status(memo: kopf.Memo, body: kopf.Body, name: str, spec: kopf.Spec,
+                         status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
+    sid = status.get("stationId") or mapping.station_id(name, spec)
+    entry = await memo.store.get(sid)
+    if entry is None:
+        return  # not registered (invalid, or its Secret is missing): reconcile says why
+    new = mapping.status_for(entry, await memo.store.live(sid), dict(status), now())
+    if not mapping.differs(status, new):
+        return
+    await memo.pacer.wait()
+    patch.status.update(new)
+    for kind, reason, message in mapping.events(status, new):
+        kopf.event(body, type=kind, reason=reason, message=message)
