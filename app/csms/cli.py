@@ -86,8 +86,9 @@ def simulate(args: argparse.Namespace) -> int:
 def operator(args: argparse.Namespace) -> int:
     """`kopf run -m csms_operator`, one replica (standalone), with a liveness endpoint."""
     try:
-        import csms_operator  # noqa: F401  (fails early without the operator extra)
         import kopf  # noqa: F401
+
+        import csms_operator  # noqa: F401  (fails early without the operator extra)
     except ImportError as exc:
         print(f"csms: the operator needs its extra: pip install 'csms[operator]' ({exc})",
               file=sys.stderr)
