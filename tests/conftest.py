@@ -1,14 +1,24 @@
 """Shared helpers: a wire that records what a session sends, and in-memory sessions."""
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
-from csms.protocol.router import Router, tables
-from csms.protocol.session import Session
+# Read when kopf, kubernetes and csms_operator are imported, so set before any test imports
+# them: the Kubernetes API mock's fixture writes this kubeconfig (tests/kube_mock.py), and the
+# operator looks at live state every second instead of every 30.
+KUBECONFIG = os.path.join(tempfile.mkdtemp(prefix="csms-tests-"), "kubeconfig")
+os.environ["KUBECONFIG"] = KUBECONFIG
+os.environ["CSMS_OPERATOR_STATUS_EVERY"] = "1"
+os.environ["CSMS_OPERATOR_STATUS_RATE"] = "1000"
+
+from csms.protocol.router import Router, tables  # noqa: E402
+from csms.protocol.session import Session  # noqa: E402
 
 
 class Wire:

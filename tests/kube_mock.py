@@ -1,6 +1,8 @@
 """A Kubernetes API on loopback for the operator's tests: kmock's emulator, with what kmock 0.8
 lacks and kopf needs (see ../shared/TOOLING.md): a fresh `metadata.resourceVersion` on every
-write, `uid`, `creationTimestamp`, `generateName`, and 422 when a JSON-patch `test` fails.
+write, `uid`, `creationTimestamp`, `generateName`, and 422 when a JSON-patch `test` fails;
+and two O(n²) paths made linear (request history, object lookup), so a thousand resources
+take seconds, not minutes.
 
 It runs in a thread with its own event loop, so synchronous tests and `kopf.testing.KopfRunner`
 (another thread) can both use it. `kubeconfig()` writes a config that points at it.
@@ -13,6 +15,7 @@ import itertools
 import secrets
 import threading
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,9 @@ class Emulator(kmock.KubernetesEmulator):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     async def _handle(self, request: Any) -> Any:
+        # kmock matches each request against its whole request history: O(n²) over a test
+        # that makes thousands. Nothing here asserts on old requests; keep only the newest.
+        del self._requests[:-1]
         if request.resource is not None and request.action == enums.action.CREATE:
             meta = request.data.setdefault("metadata", {})
             if "name" not in meta and "generateName" in meta:
@@ -61,6 +67,34 @@ class Emulator(kmock.KubernetesEmulator):
                     generation = (previous or {}).get("metadata", {}).get("generation", 1)
                     meta["generation"] = generation + 1
         return await super()._handle(request)
+
+    # kmock 0.8 finds an object by scanning all of them, on every request: O(n²) for a
+    # thousand resources. Objects are keyed by (resource, namespace, name): look them up.
+    def _get_resources(self) -> Any:
+        return kmock.KubernetesScaffold._get_resources(self)
+
+    async def _found(self, request: Any, namespace: str | None, name: str | None) -> Any:
+        key = (request.resource, namespace, name)
+        async with self._lock:
+            return self.objects[key] if key in self.objects else None
+
+    async def _serve_fetch(self, request: Any) -> Any:
+        obj = await self._found(request, request.namespace, request.name)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
+    async def _serve_create(self, request: Any) -> Any:
+        meta = request.data.get("metadata", {})
+        obj = await self._found(request, request.namespace or meta.get("namespace"),
+                                request.name or meta.get("name"))
+        return obj.raw
+
+    async def _serve_update(self, request: Any) -> Any:
+        return (await self._found(request, request.namespace, request.name)).last.raw
+
+    async def _serve_delete(self, request: Any) -> Any:
+        return (await self._found(request, request.namespace, request.name)).last.raw
 
     def _object(self, request: Any) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
@@ -100,13 +134,17 @@ class KubeMock:
         self._thread.join(20)
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         async with Emulator() as emulator, kmock.Server(emulator) as server:
-            emulator.resources.load_bundled()
+            with warnings.catch_warnings():  # kmock 0.8 uses a deprecated importlib call
+                warnings.simplefilter("ignore", DeprecationWarning)
+                emulator.resources.load_bundled()
             emulator.resources[CRD_RESOURCE] = kmock.ResourceInfo(
                 namespaced=True, kind="ChargingStation", singular="chargingstation",
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete"},

@@ -6,8 +6,10 @@
   or to close a disabled station's socket;
 - delete (finalizer): remove the entry and close the station's socket; it then gets 404;
 - a Secret that changes: re-hash the password of every station that refers to it;
-- a timer: the live state from Redis into `.status`, written only when it changed and paced
-  globally, with Events on notable transitions.
+- one loop for all stations: their live state read from Redis in pipelined batches every
+  `CSMS_OPERATOR_STATUS_EVERY` seconds into `.status`, written only when it changed and at
+  most `CSMS_OPERATOR_STATUS_RATE` writes a second, with Events on notable transitions.
+  (Not a kopf timer per resource: 10,000 timers cost more than one loop.)
 """
 
 import asyncio
@@ -24,7 +26,7 @@ from csms.state.registry import RegistryError, secret_value
 from csms_operator import mapping
 from csms_operator.config import GROUP, PLURAL, VERSION, OperatorConfig
 
-STATUS_EVERY = OperatorConfig.from_env().status_every  # kopf fixes a timer's interval at import
+BATCH = 500  # stations read from Redis in one pipeline
 
 
 class Pacer:
@@ -74,8 +76,8 @@ def now() -> str:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                   **_: Any) -> None:
     from kubernetes import client, config
-    from redis.asyncio import Redis
 
+    from csms.cluster import connect
     from csms_operator.store import Store
 
     settings.persistence.finalizer = "csms.dev/registry"
@@ -85,19 +87,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    memo.core = client.CoreV1Api()
-    memo.redis = Redis.from_url(cfg.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    memo.api = client.ApiClient()
+    memo.core = client.CoreV1Api(memo.api)
+    memo.custom = client.CustomObjectsApi(memo.api)
+    memo.stations = {}
+    memo.redis = connect(cfg.redis_url, max_connections=32)
     await memo.redis.ping()
     memo.store = Store(memo.redis, cfg.redis_prefix)
     memo.pacer = Pacer(cfg.status_rate)
     memo.hashes = Hashes()
+    memo.status_task = asyncio.get_running_loop().create_task(
+        status_loop(memo, cfg.status_every, logger))
     logger.info("registry in Redis at %s (prefix %r)", cfg.redis_url.split("@")[-1],
                 cfg.redis_prefix)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.status_task.cancel()
+    await asyncio.gather(memo.status_task, return_exceptions=True)
     await memo.redis.aclose()
+    memo.api.close()
 
 
 @kopf.on.probe(id="redis")
@@ -218,17 +228,82 @@ async def secret_changed(type: str, body: kopf.Body, name: str, namespace: str |
         logger.info("%s: password from Secret %s re-hashed", sid, name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_EVERY, initial_delay=STATUS_EVERY / 2)
-async def refresh_status(memo: kopf.Memo, body: kopf.Body, name: str, spec: kopf.Spec,
-                         status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    sid = status.get("stationId") or mapping.station_id(name, spec)
-    entry = await memo.store.get(sid)
-    if entry is None:
-        return  # not registered (invalid, or its Secret is missing): reconcile says why
-    new = mapping.status_for(entry, await memo.store.live(sid), dict(status), now())
-    if not mapping.differs(status, new):
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def track(type: str, name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo,
+          **_: Any) -> None:
+    """The resources the status loop looks after, with their last known status."""
+    key = (namespace, name)
+    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        memo.stations.pop(key, None)
         return
-    await memo.pacer.wait()
-    patch.status.update(new)
-    for kind, reason, message in mapping.events(status, new):
-        kopf.event(body, type=kind, reason=reason, message=message)
+    memo.stations[key] = {"name": name, "namespace": namespace,
+                          "uid": body.get("metadata", {}).get("uid"),
+                          "spec": dict(body.get("spec") or {}),
+                          "status": dict(body.get("status") or {})}
+
+
+async def status_loop(memo: kopf.Memo, every: float, logger: kopf.Logger) -> None:
+    """Every `every` seconds: the live state of all stations from Redis in pipelined
+    batches, and a status write for each one that changed, paced across all of them."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await refresh_all(memo)
+        except Exception:
+            logger.exception("status refresh failed; retried in %.0f s", every)
+
+
+async def refresh_all(memo: kopf.Memo) -> int:
+    """One pass over every station; the number of statuses written."""
+    resources = list(memo.stations.values())
+    written = 0
+    for start in range(0, len(resources), BATCH):
+        batch = resources[start:start + BATCH]
+        ids = [r["status"].get("stationId") or mapping.station_id(r["name"], r["spec"])
+               for r in batch]
+        states = await memo.store.many(ids)
+        for resource, (entry, live) in zip(batch, states, strict=True):
+            if entry is None:
+                continue  # not registered (invalid, or its Secret is missing)
+            old = resource["status"]
+            new = mapping.status_for(entry, live, old, now())
+            if not mapping.differs(old, new):
+                continue
+            await memo.pacer.wait()
+            await write_status(memo, resource, new)
+            resource["status"] = {**old, **new}
+            written += 1
+            for kind, reason, message in mapping.events(old, new):
+                await post_event(memo, resource, kind, reason, message)
+    return written
+
+
+async def post_event(memo: kopf.Memo, resource: dict[str, Any], kind: str, reason: str,
+                     message: str) -> None:
+    """A Kubernetes Event on the resource (outside a handler, so not through kopf.event)."""
+    from kubernetes import client
+
+    moment = datetime.datetime.now(tz=datetime.UTC)
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{resource['name']}.",
+                                     namespace=resource["namespace"]),
+        involved_object=client.V1ObjectReference(
+            api_version=f"{GROUP}/{VERSION}", kind="ChargingStation", name=resource["name"],
+            namespace=resource["namespace"], uid=resource["uid"]),
+        type=kind, reason=reason, message=message, count=1, first_timestamp=moment,
+        last_timestamp=moment, source=client.V1EventSource(component="csms-operator"),
+        reporting_component="csms-operator")
+    await asyncio.to_thread(memo.core.create_namespaced_event, resource["namespace"], event)
+
+
+async def write_status(memo: kopf.Memo, resource: dict[str, Any],
+                       status: dict[str, Any]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        await asyncio.to_thread(memo.custom.patch_namespaced_custom_object_status, GROUP,
+                                VERSION, resource["namespace"], PLURAL, resource["name"],
+                                {"status": status})
+    except ApiException as exc:
+        if exc.status != 404:  # deleted meanwhile: nothing to show
+            raise

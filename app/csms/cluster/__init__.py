@@ -20,19 +20,23 @@ from csms.state.connections import Connections
 MAX_CONNECTIONS = 64  # per process; one is held by the inbox reader's blocking read
 
 
+def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> Redis:
+    """A client whose bounded pool waits for a free connection rather than failing under a
+    burst, and which retries once, quickly, then fails: callers answer 503 at once rather
+    than hang while Redis is down."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5, socket_timeout=5,
+        socket_connect_timeout=1, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        retry_on_error=[ConnectionError, TimeoutError])
+    return Redis.from_pool(pool)  # closing the client closes its pool
+
+
 def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
                    call_timeout: float = 30.0) -> Services:
     """Services whose registry, station state, transaction ids, events, command queue and
     call routing live in Redis."""
-    # One quick retry, then fail: callers answer 503 at once rather than hang while Redis
-    # is down.
-    # A bounded pool that waits for a free connection rather than failing under a burst.
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=5, socket_timeout=5,
-        socket_connect_timeout=1, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-        retry_on_error=[ConnectionError, TimeoutError])
-    redis = Redis(connection_pool=pool)
+    redis = connect(url)
     connections = Connections()
     events = RedisEventBus(redis, prefix)
     stations = RedisStationStore(redis, prefix)
@@ -60,4 +64,4 @@ class _Closing:
 
 
 __all__ = ["RedisCommandStore", "RedisEventBus", "RedisRegistry", "RedisRouter",
-           "RedisStationStore", "RedisTransactionIds", "redis_services"]
+           "RedisStationStore", "RedisTransactionIds", "connect", "redis_services"]
