@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import redis
 import websockets
+from ocpp.routing import on
+from ocpp.v16 import call_result as result16
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import KUBECONFIG
-from tests.e2e.conftest import Server, basic, start_server, stop_server
-from tests.e2e.stations import connected
+from tests.e2e.conftest import Server, basic, free_port, start_server, stop_server
+from tests.e2e.stations import Station16, connected
 from tests.kube_mock import KubeMock
 from tests.polling import eventually, wait_until
 from tests.redis_server import RedisServer
@@ -41,6 +43,7 @@ class World:
         self.api = client.ApiClient()
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+        self.liveness_port = free_port()
 
     def stop(self) -> None:
         self.api.close()
@@ -98,7 +101,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from kopf.testing import KopfRunner
 
     w = World(tmp_path_factory.mktemp("operator"))
-    runner = KopfRunner(["run", "--all-namespaces", "--standalone", "-m", "csms_operator"],
+    runner = KopfRunner(["run", "--all-namespaces", "--standalone", "-m", "csms_operator",
+                         "--liveness", f"http://127.0.0.1:{w.liveness_port}/healthz"],
                         env={"CSMS_REDIS_URL": w.store.url})
     try:
         with runner:
@@ -198,6 +202,57 @@ async def test_a_resource_admits_its_station_and_follows_it_through_its_life(
             pass
     assert gone.value.response.status_code == 404
     assert not w.registered("cp-op")
+
+
+class Picky(Station16):
+    """Refuses one configuration key, as a station with a read-only key does."""
+
+    @on("ChangeConfiguration")
+    def change_configuration(self, key: str, value: str) -> Any:
+        if key == "ReadOnlyKey":
+            return result16.ChangeConfiguration(status="Rejected")
+        return super().change_configuration(key, value)
+
+
+async def test_rejected_configuration_and_disabling_are_events_and_status(world: World) -> None:
+    w = world
+    await in_thread(w.create, "picky", {"protocols": ["ocpp1.6"], "configuration": {
+        "ReadOnlyKey": 1, "MeterValueSampleInterval": 15}})
+    await eventually(lambda: w.registered("picky"), 20)
+    async with websockets.connect(f"{w.pod.ws}/picky", subprotocols=["ocpp1.6"]) as ws:
+        station = Picky("picky", ws)
+        task = asyncio.create_task(station.start())
+        from ocpp.v16 import call as call16
+
+        await station.call(call16.BootNotification(charge_point_vendor="A",
+                                                   charge_point_model="B"))
+
+        async def rejected() -> bool:
+            status = await in_thread(w.status, "picky")
+            return status.get("configuration") == {"ReadOnlyKey": "Rejected",
+                                                   "MeterValueSampleInterval": "Applied"}
+
+        await eventually(rejected, 20)
+        assert await in_thread(w.condition, "picky", "ConfigurationApplied") == "False"
+        await eventually(lambda: in_thread(w.events, "ConfigurationRejected"), 20)
+
+        await in_thread(w.patch_spec, "picky", {"enabled": False})
+        await asyncio.wait_for(ws.wait_closed(), 20)
+        assert ws.close_code == 1008
+        task.cancel()
+    await eventually(lambda: in_thread(w.events, "Disabled"), 20)
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(f"{w.pod.ws}/picky", subprotocols=["ocpp1.6"]):
+            pass
+    assert refused.value.response.status_code == 404
+    assert await in_thread(w.condition, "picky", "Registered") == "False"
+
+
+def test_the_liveness_endpoint_checks_redis(world: World) -> None:
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{world.liveness_port}/healthz", timeout=5)
+    assert response.status_code == 200 and response.json()["redis"] is True
 
 
 def test_a_thousand_resources_reconcile_without_errors(world: World) -> None:
