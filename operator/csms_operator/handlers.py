@@ -22,7 +22,8 @@ from typing import Any
 
 import kopf
 
-from csms.state.registry import RegistryError, secret_value
+from csms.state.credentials import verify_password
+from csms.state.registry import RegistryError, StationEntry, secret_value
 from csms_operator import mapping
 from csms_operator.config import GROUP, PLURAL, VERSION, OperatorConfig
 
@@ -131,15 +132,28 @@ async def read_password(memo: kopf.Memo, namespace: str, ref: tuple[str, str]) -
         raise kopf.PermanentError(f"Secret {name!r}: {exc}") from None
 
 
+async def known_hash(memo: kopf.Memo, sid: str, password: str | None,
+                     previous: StationEntry | None) -> str | None:
+    """The stored hash if it is still this password's: an unchanged password keeps its entry
+    byte for byte (the pods' verified-password caches stay valid), also after a restart."""
+    known: str | None = memo.hashes.known(sid, password)
+    if known is None and password is not None and previous and previous.password_hash and \
+            await asyncio.to_thread(verify_password, password, previous.password_hash):
+        known = previous.password_hash
+    return known
+
+
 async def register(memo: kopf.Memo, body: kopf.Body, name: str, namespace: str,
                    spec: dict[str, Any], status: dict[str, Any],
                    password: str | None) -> dict[str, Any]:
     """Write the station's entry; the new status. Raises mapping.Invalid."""
     store = memo.store
     sid = mapping.station_id(name, spec)
-    entry = mapping.entry_for(name, namespace, spec, password, memo.hashes.known(sid, password))
-    memo.hashes.remember(sid, password, entry.password_hash)
     previous = await store.get(sid)
+    known = await known_hash(memo, sid, password, previous)
+    # Hashing is slow on purpose: off the event loop.
+    entry = await asyncio.to_thread(mapping.entry_for, name, namespace, spec, password, known)
+    memo.hashes.remember(sid, password, entry.password_hash)
     old_id = status.get("stationId")
     if old_id and old_id != sid:  # spec.stationId changed: the old identity goes
         await store.remove(old_id)
@@ -216,10 +230,12 @@ async def secret_changed(type: str, body: kopf.Body, name: str, namespace: str |
         except RegistryError as exc:
             logger.warning("Secret %s: %s", name, exc)
             continue
-        if password is None or memo.hashes.known(sid, password) is not None:
+        if password is None or await known_hash(memo, sid, password,
+                                                await memo.store.get(sid)) is not None:
             continue  # the key is missing, or the password did not change
         try:
-            entry = mapping.entry_for(station["name"], namespace, spec, password)
+            entry = await asyncio.to_thread(mapping.entry_for, station["name"], namespace,
+                                            spec, password)
         except mapping.Invalid as exc:
             logger.warning("%s: %s", sid, exc)
             continue
