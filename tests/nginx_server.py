@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.polling import wait_until
+from tests.processes import stop
 
 CONFIG = """
 {user}
@@ -87,7 +88,5 @@ class Nginx:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        stop(self.proc)
+        self.proc = None

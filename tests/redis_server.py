@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from tests.polling import wait_until
+from tests.processes import stop
 
 
 class RedisServer:
@@ -41,7 +42,5 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        stop(self.proc)
+        self.proc = None

@@ -15,7 +15,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,9 +22,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from csms.cluster.flushing import flush_forever
 from csms.state.events import Event
 
-logger = logging.getLogger("csms.events")
 BATCH = 500
 
 
@@ -59,7 +58,8 @@ class RedisEventBus:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+        self._task = asyncio.get_running_loop().create_task(flush_forever(
+            self._wake, self.flush, lambda: f"{len(self._buffer)} events"))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -86,20 +86,6 @@ class RedisEventBus:
                     self._buffer.popleft()
                     self._dropped += 1
                 raise
-
-    async def _flush_forever(self) -> None:
-        backoff = 0.1
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-                backoff = 0.1
-            except RedisError as exc:
-                logger.warning("events not written (%d buffered): %s", len(self._buffer), exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self._wake.set()
 
     async def subscribe(self, maxsize: int = 10_000) -> AsyncIterator[Event]:
         """New events from the stream, from now on (XREAD BLOCK)."""

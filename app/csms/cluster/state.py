@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from csms.cluster.codec import entry_from_json, entry_to_json
+from csms.cluster.flushing import flush_forever
 from csms.observability.counters import bump
 from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
@@ -145,7 +146,8 @@ class RedisStationStore:
         return f"{base}:{table}" if table else base
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._write_forever())
+        self._task = asyncio.get_running_loop().create_task(flush_forever(
+            self._wake, self.flush, lambda: f"station state ({len(self._pending)} fields)"))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -179,24 +181,6 @@ class RedisStationStore:
             for item, entry in batch.items():  # newer values written meanwhile win
                 self._pending.setdefault(item, entry)
             raise
-
-    async def _write_forever(self) -> None:
-        backoff = 0.1
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-                backoff = 0.1
-                _Lost.warned = False
-            except RedisError as exc:
-                if not _Lost.warned:
-                    _Lost.warned = True
-                    logger.warning("station state waits for Redis (%d fields): %s",
-                                   len(self._pending), exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self._wake.set()
 
     @unavailable
     async def get(self, station_id: str) -> StationState | None:
