@@ -71,6 +71,9 @@ class RedisCommandStore:
             pipe.lpush(self._queue(command.station_id), command.id)
             await pipe.execute()
 
+    def maybe_queued(self, station_id: str) -> bool:
+        return True  # only Redis knows
+
     @unavailable
     async def save(self, command: Command) -> None:
         await self._redis.set(self._key(command.id), json.dumps(command.to_json()),

@@ -92,6 +92,9 @@ class CommandStore(Protocol):
     async def save(self, command: Command) -> None:
         """Record a status change."""
 
+    def maybe_queued(self, station_id: str) -> bool:
+        """False only when the station surely has nothing queued (no task needed)."""
+
 
 class MemoryCommandStore:
     def __init__(self, max_records: int = 100_000) -> None:
@@ -128,6 +131,9 @@ class MemoryCommandStore:
     async def save(self, command: Command) -> None:
         self._records[command.id] = command
 
+    def maybe_queued(self, station_id: str) -> bool:
+        return station_id in self._queues
+
     def _prune(self, now: float) -> None:
         # Oldest first: drop finished records past retention, or any finished one when full.
         for command_id, command in list(self._records.items()):
@@ -148,6 +154,8 @@ class CommandDispatcher:
 
     def wake(self, session: Session) -> None:
         sid = session.station_id
+        if not self._store.maybe_queued(sid):
+            return  # most connects: no task, no allocation
         self._dirty.add(sid)
         task = self._running.get(sid)
         if task is None or task.done():
