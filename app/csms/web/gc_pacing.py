@@ -16,6 +16,8 @@ So automatic collection is off, and this pacer:
 - sooner when connections churn: after `full_after_closes` closed connections (a pod that
   takes over a drained pod's stations, a reconnect storm), at most every `min_full_gap`
   seconds, so memory held by dead connections stays bounded by the churn, not by time.
+  A full pass walks every object: about 0.65 s with 19,000 connections (measured), hence
+  rare.
 """
 
 import asyncio
@@ -28,7 +30,7 @@ logger = logging.getLogger("csms.gc")
 
 class GcPacer:
     def __init__(self, young_every: float = 0.1, full_every: float = 600.0,
-                 full_after_closes: int = 2000, min_full_gap: float = 10.0) -> None:
+                 full_after_closes: int = 2000, min_full_gap: float = 60.0) -> None:
         self.young_every = young_every
         self.full_every = full_every
         self.full_after_closes = full_after_closes
