@@ -75,15 +75,20 @@ async def test_queued_commands_are_delivered_in_order_one_at_a_time(make_session
     await dispatcher.close()
 
 
-async def test_a_command_is_requeued_if_the_socket_closed_before_it_went_out(
-    make_session: Any,
-) -> None:
+async def one_queued(make_session: Any) -> tuple[MemoryCommandStore, Any, Any, Command,
+                                                 CommandDispatcher]:
     store = MemoryCommandStore()
     session, wire = make_session("1.6", Router())
     command = Command.new("CP-1", "Reset", {"type": "Soft"}, 60)
     await store.add(command)
+    return store, session, wire, command, CommandDispatcher(store)
+
+
+async def test_a_command_is_requeued_if_the_socket_closed_before_it_went_out(
+    make_session: Any,
+) -> None:
+    store, session, wire, command, dispatcher = await one_queued(make_session)
     session.close("gone")
-    dispatcher = CommandDispatcher(store)
     dispatcher.wake(session)
     await dispatcher.close()
     assert wire.frames == [] and command.status == "queued"
@@ -93,11 +98,7 @@ async def test_a_command_is_requeued_if_the_socket_closed_before_it_went_out(
 async def test_a_command_sent_when_the_socket_closes_is_failed_not_resent(
     make_session: Any,
 ) -> None:
-    store = MemoryCommandStore()
-    session, wire = make_session("1.6", Router())
-    command = Command.new("CP-1", "Reset", {"type": "Soft"}, 60)
-    await store.add(command)
-    dispatcher = CommandDispatcher(store)
+    store, session, wire, command, dispatcher = await one_queued(make_session)
     dispatcher.wake(session)
     await wire.wait_for(1)
     session.close("connection lost")
