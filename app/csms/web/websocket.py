@@ -94,7 +94,6 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     session = Session(sid, version, app.tables[version], socket.text, station=entry,
                       hooks=app.hooks, call_timeout=app.settings.call_timeout)
     await app.services.connections.add(session, socket)
-    await app.services.router.claim(session)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.presence.connected(sid, app.services.router.owner_id, version)
     app.services.events.publish(sid, version, "connected", {})
@@ -103,6 +102,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         metrics.connected.labels(version).inc()
     reason = "closed"
     try:
+        await app.services.router.claim(session)
         while True:
             message = await receive()
             if message["type"] == "websocket.receive":
@@ -120,12 +120,12 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         app.gc.closed += 1
         session.close("disconnected")
         current = app.services.connections.remove(session)
-        if current:
-            app.services.presence.disconnected(sid)
-            await app.services.router.release(session)
         logger.info("%s disconnected (%s)", sid, reason)
         app.services.events.publish(sid, version, "disconnected",
                                     {"reason": reason, "current": current})
         if metrics:
             metrics.connected.labels(version).dec()
             metrics.disconnects.labels(version, reason).inc()
+        if current:  # last: the one step that waits (on Redis, in cluster mode)
+            app.services.presence.disconnected(sid)
+            await app.services.router.release(session)
