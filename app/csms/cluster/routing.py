@@ -114,12 +114,17 @@ async def tell_owner(redis: Redis, prefix: str, station_id: str,
     if not value:
         return None
     owner = _owner_of(value)
+    await push(redis, prefix, owner, {**message, "station": station_id})
+    return owner
+
+
+async def push(redis: Redis, prefix: str, owner: str, message: dict[str, Any]) -> None:
+    """Append a message to an owner's inbox (which expires if nobody reads it)."""
     inbox = f"{prefix}inbox:{owner}"
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.lpush(inbox, json.dumps({**message, "station": station_id}))
+        pipe.lpush(inbox, json.dumps(message))
         pipe.pexpire(inbox, INBOX_TTL_MS)
         await pipe.execute()
-    return owner
 
 
 def _owner_of(value: Any) -> str:
@@ -335,20 +340,12 @@ class RedisRouter:
             self.wake(session)
             return
         try:
-            value = await self._redis.get(self._owner_key(station_id))
-            if value:
-                owner = _owner_of(value)
-                if owner != self.owner_id:
-                    await self._push(owner, {"kind": "wake", "station": station_id})
+            await tell_owner(self._redis, self._prefix, station_id, {"kind": "wake"})
         except RedisError as exc:  # queued all the same: delivered at the next connect
             logger.warning("%s: owner not told of a queued command: %s", station_id, exc)
 
     async def _push(self, owner: str, message: dict[str, Any]) -> None:
-        inbox = f"{self._prefix}inbox:{owner}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(inbox, json.dumps(message))
-            pipe.pexpire(inbox, INBOX_TTL_MS)
-            await pipe.execute()
+        await push(self._redis, self._prefix, owner, message)
 
     # -- the inbox -------------------------------------------------------------------------
 
