@@ -197,6 +197,8 @@ class CsmsApp:
             signal.signal(signal.SIGTERM, uvicorn_handler)
             if callable(uvicorn_handler):
                 uvicorn_handler(signal.SIGTERM, None)
+            else:  # not under uvicorn's handler: let the signal do what it would have done
+                signal.raise_signal(signal.SIGTERM)
 
         try:
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
