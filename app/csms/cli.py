@@ -22,6 +22,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, default=None, help=help_text)
 
 
+WS_PROTOCOLS = {"csms": "csms.web.wsprotocol:LeanWebSocketProtocol"}
+
+
 def serve(args: argparse.Namespace) -> int:
     from csms.observability.logging import configure
     from csms.state.registry import RegistryError, load_stations
@@ -61,7 +64,8 @@ def serve(args: argparse.Namespace) -> int:
     ping = settings.ping_interval or None
     options: dict[str, Any] = dict(
         host=settings.host, port=settings.port, workers=settings.workers, factory=True,
-        ws=settings.ws, ws_max_size=settings.max_frame_size, ws_ping_interval=ping,
+        ws=WS_PROTOCOLS.get(settings.ws, settings.ws), ws_max_size=settings.max_frame_size,
+        ws_ping_interval=ping,
         ws_ping_timeout=settings.ping_timeout if ping else None, ws_per_message_deflate=True,
         timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))),
         proxy_headers=settings.proxy_headers, forwarded_allow_ips=settings.forwarded_allow_ips,

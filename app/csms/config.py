@@ -31,7 +31,8 @@ class Settings:
     ping_timeout: float = _field(30.0, "seconds to wait for a pong before dropping")
     call_timeout: float = _field(30.0, "default seconds to wait for a station's reply")
     api_token: str | None = _field(None, "bearer token required by /api (unset: no auth)")
-    ws: str = _field("auto", "uvicorn websocket implementation")
+    ws: str = _field("csms", "websocket implementation: csms (uvicorn's sans-I/O one, leaner "
+                           "per connection) or any of uvicorn's (auto, websockets, wsproto)")
     graceful_timeout: float = _field(30.0, "seconds a shutdown (the SIGTERM drain) may take")
     drain_spread: float = _field(
         10.0, "seconds over which SIGTERM closes station sockets, in jittered batches")
