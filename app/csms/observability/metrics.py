@@ -76,6 +76,21 @@ class Metrics:
             "csms_unexpected_frames", "Frames that matched nothing (late or unknown replies)",
             ["version", "kind"], registry=r)
 
+        # Children per version looked up once: a reconnect storm pays no label lookups.
+        self._opened: dict[str, tuple[Counter, Gauge]] = {}
+
+    def opened(self, version: str) -> None:
+        children = self._opened.get(version)
+        if children is None:
+            children = self._opened[version] = (self.connects.labels(version),
+                                                self.connected.labels(version))
+        children[0].inc()
+        children[1].inc()
+
+    def closed(self, version: str, reason: str) -> None:
+        self.connected.labels(version).dec()
+        self.disconnects.labels(version, reason).inc()
+
     def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
         self.messages.observe((action, "inbound", version, outcome), seconds)
 

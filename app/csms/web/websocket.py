@@ -98,8 +98,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     app.services.presence.connected(sid, app.services.router.owner_id, version)
     app.services.events.publish(sid, version, "connected", {})
     if metrics:
-        metrics.connects.labels(version).inc()
-        metrics.connected.labels(version).inc()
+        metrics.opened(version)
     reason = "closed"
     try:
         await app.services.router.claim(session)
@@ -124,8 +123,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         app.services.events.publish(sid, version, "disconnected",
                                     {"reason": reason, "current": current})
         if metrics:
-            metrics.connected.labels(version).dec()
-            metrics.disconnects.labels(version, reason).inc()
+            metrics.closed(version, reason)
         if current:  # last: the one step that waits (on Redis, in cluster mode)
             app.services.presence.disconnected(sid)
             await app.services.router.release(session)
