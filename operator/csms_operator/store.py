@@ -8,7 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from csms.cluster.codec import entry_from_json
-from csms.cluster.routing import tell_owner
+from csms.cluster.routing import owner_of, tell_owner
 from csms.cluster.state import RedisRegistry
 from csms.state.registry import StationEntry
 from csms_operator.mapping import Live
@@ -51,7 +51,7 @@ class Store:
                 pipe.hgetall(f"{p}station:{sid}:configuration")
             replies = await pipe.execute()
         rows = [replies[i:i + 4] for i in range(0, len(replies), 4)]
-        pods = {_owner(row[1]) for row in rows if row[1]}
+        pods = {owner_of(row[1]) for row in rows if row[1]}
         async with self.redis.pipeline(transaction=False) as pipe:
             for pod in pods:
                 pipe.exists(f"{p}pod:{pod}")
@@ -63,13 +63,9 @@ class Store:
         return (await self.many([station_id]))[0][1]
 
 
-def _owner(value: bytes) -> str:
-    return value.decode().split(" ")[0]
-
-
 def _live(owner: bytes | None, main: dict[bytes, bytes], outcomes: dict[bytes, bytes],
           alive: set[str]) -> Live:
-    pod = _owner(owner) if owner else None
+    pod = owner_of(owner) if owner else None
     connected = pod in alive
 
     def text(field: bytes) -> str | None:

@@ -113,7 +113,7 @@ async def tell_owner(redis: Redis, prefix: str, station_id: str,
     value = await redis.get(f"{prefix}owner:{station_id}")
     if not value:
         return None
-    owner = _owner_of(value)
+    owner = owner_of(value)
     await push(redis, prefix, owner, {**message, "station": station_id})
     return owner
 
@@ -127,7 +127,7 @@ async def push(redis: Redis, prefix: str, owner: str, message: dict[str, Any]) -
         await pipe.execute()
 
 
-def _owner_of(value: Any) -> str:
+def owner_of(value: Any) -> str:
     """The owner in an owner key's "{owner} {epoch}"."""
     return str(value.decode()).split(" ")[0]
 
@@ -233,7 +233,7 @@ class RedisRouter:
             value = await self._redis.get(self._owner_key(station_id))
         except RedisError as exc:
             raise Unavailable(str(exc)) from exc
-        return _owner_of(value) if value else None
+        return owner_of(value) if value else None
 
     async def _heartbeat(self) -> None:
         last_renewal = time.monotonic()
@@ -374,7 +374,7 @@ class RedisRouter:
         if kind == "reply":
             future = self._waiting.get(message["id"])
             if future is not None and not future.done():
-                future.set_result(Outcome(message["status"], message["body"]))
+                future.set_result(Outcome.from_json(message))
         elif kind == "call":
             task = asyncio.get_running_loop().create_task(self._serve_call(message))
             self._tasks.add(task)
