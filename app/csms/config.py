@@ -27,6 +27,8 @@ class Settings:
     log_level: str = _field("info", "debug, info, warning or error")
     log_json: bool = _field(False, "log one JSON object per line")
     max_frame_size: int = _field(262_144, "largest accepted frame in bytes (close 1009 above)")
+    max_depth: int = _field(32, "deepest nesting of arrays and objects a frame may have "
+                                "(16-128); deeper CALLs get FormatViolation")
     ping_interval: float = _field(30.0, "seconds between websocket pings (0 disables)")
     ping_timeout: float = _field(30.0, "seconds to wait for a pong before dropping")
     call_timeout: float = _field(30.0, "default seconds to wait for a station's reply")

@@ -16,6 +16,10 @@ CALLRESULTERROR: Final = 5  # OCPP 2.1
 SEND: Final = 6  # OCPP 2.1
 
 MAX_ID_LENGTH: Final = 36  # messageId is string[36] in every version
+# The deepest official payload (2.x ReportChargingProfiles) is 14 levels inside its frame.
+# Deeper frames are refused before anything walks them: jsonschema-rs and orjson.dumps give
+# up past 255 levels and repr() near 1,000, while orjson.loads reads up to 1,024.
+DEFAULT_MAX_DEPTH: Final = 32
 
 
 def valid_id(value: Any) -> bool:
@@ -36,6 +40,28 @@ def parse(text: str | bytes) -> list[Any]:
             ErrorCode.RPC_FRAMEWORK_ERROR, "message type is not an integer", message_id
         )
     return frame
+
+
+def too_deep(text: str | bytes, frame: Any, limit: int) -> bool:
+    """Whether the parsed `frame` nests arrays and objects more than `limit` levels deep
+    (the frame's own array is level 1)."""
+    # Nesting cannot exceed the number of opening brackets: most frames stop here, at the
+    # cost of two C scans; only larger ones are walked.
+    if isinstance(text, str):
+        openers = text.count("[") + text.count("{")
+    else:
+        openers = text.count(b"[") + text.count(b"{")
+    if openers <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(frame, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is list or type(child) is dict:
+                stack.append((child, depth + 1))
+    return False
 
 
 def _dumps(frame: list[Any]) -> str:

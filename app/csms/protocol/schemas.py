@@ -58,13 +58,21 @@ class Validator:
         self.name = name
 
     def accepts(self, payload: Any) -> bool:
-        return bool(self._validator.is_valid(payload))
+        try:
+            return bool(self._validator.is_valid(payload))
+        except ValueError:  # nested beyond what jsonschema-rs converts (about 255 levels)
+            return False
 
     def check(self, payload: Any) -> None:
         # is_valid is the fast path; the error is built only for the rare bad payload.
-        if self._validator.is_valid(payload):
-            return
-        error = next(iter(self._validator.iter_errors(payload)))
+        try:
+            if self._validator.is_valid(payload):
+                return
+            error = next(iter(self._validator.iter_errors(payload)))
+        except ValueError:
+            # Sessions refuse such frames first (CSMS_MAX_DEPTH); this guards other callers.
+            raise RpcError(ErrorCode.FORMAT_VIOLATION,
+                           "payload is nested too deeply to validate") from None
         path = "/" + "/".join(str(p) for p in error.instance_path)
         kind = type(error.kind).__name__
         raise RpcError(

@@ -83,7 +83,8 @@ class _Pending:
 
 class Session:
     __slots__ = ("_call_lock", "_hooks", "_pending", "_send", "_table", "_tasks", "call_timeout",
-                 "closed", "connected_at", "context", "last_message_at", "station_id", "version")
+                 "closed", "connected_at", "context", "last_message_at", "max_depth",
+                 "station_id", "version")
 
     def __init__(
         self,
@@ -95,6 +96,7 @@ class Session:
         station: Any = None,
         hooks: SessionHooks | None = None,
         call_timeout: float = 30.0,
+        max_depth: int = frames.DEFAULT_MAX_DEPTH,
     ) -> None:
         self.station_id = station_id
         self.version = version
@@ -102,6 +104,7 @@ class Session:
         self._send = send
         self._hooks: SessionHooks = hooks or NoHooks()
         self.call_timeout = call_timeout
+        self.max_depth = max_depth
         self.context = Context(station_id, version, self, station)
         # Made on first use: an idle connection should cost as little memory as possible.
         self._tasks: set[asyncio.Task[Any]] | None = None
@@ -126,7 +129,8 @@ class Session:
     # -- frames from the station ---------------------------------------------------------
 
     def receive(self, text: str | bytes) -> None:
-        """Handle one frame. Every CALL gets exactly one CALLRESULT or CALLERROR."""
+        """Handle one frame. Every CALL gets exactly one CALLRESULT or CALLERROR, and no
+        exception escapes, whatever the input."""
         self.last_message_at = time.time()
         if logger.isEnabledFor(logging.DEBUG):
             self.log.debug("received %s", text)
@@ -135,6 +139,21 @@ class Session:
         except FrameError as exc:
             self._reply_error(exc.message_id, exc)
             return
+        try:
+            # A frame of 2n+1 characters or fewer cannot nest deeper than n: short ones skip it.
+            limit = self.max_depth
+            if len(text) > 2 * limit + 1 and frames.too_deep(text, frame, limit):
+                self._on_too_deep(frame)
+            else:
+                self._dispatch(frame)
+        except Exception:
+            # A bug of ours: nothing was answered or scheduled, so answer a CALL here.
+            self.log.exception("frame handling failed")
+            self._observe(self._hooks.unexpected, self.version, "internal")
+            if frame[0] == frames.CALL and len(frame) > 1 and frames.valid_id(frame[1]):
+                self._reply_error(frame[1], RpcError(ErrorCode.INTERNAL_ERROR, "internal error"))
+
+    def _dispatch(self, frame: list[Any]) -> None:
         kind = frame[0]
         if kind == frames.CALL:
             self._on_call(frame)
@@ -155,6 +174,31 @@ class Session:
                     f"message type {kind} is not supported on OCPP {self.version}",
                 ),
             )
+
+    def _on_too_deep(self, frame: list[Any]) -> None:
+        """A frame nested beyond `max_depth`: refused like a malformed one, never walked."""
+        kind = frame[0]
+        message_id = frame[1] if len(frame) > 1 and frames.valid_id(frame[1]) else "-1"
+        error = RpcError(ErrorCode.FORMAT_VIOLATION,
+                         f"frame is nested deeper than {self.max_depth} levels")
+        pending = self._pending
+        if kind in (frames.CALLRESULT, frames.CALLERROR) and pending is not None \
+                and message_id == pending.message_id and not pending.future.done():
+            pending.future.set_exception(ResponseInvalid(pending.action, error))
+            if kind == frames.CALLRESULT and self.version == V21:
+                self._run(self._write(frames.result_error(
+                    message_id, error.code.wire(self.version), error.description, {})))
+        elif kind == frames.CALL:
+            self._reply_error(message_id, error)
+        elif kind in (frames.CALLRESULT, frames.CALLERROR, frames.SEND) or (
+                kind == frames.CALLRESULTERROR and self.version == V21):
+            self.log.warning("dropped a frame of type %s nested deeper than %d levels",
+                             kind, self.max_depth)
+            self._observe(self._hooks.unexpected, self.version, "too_deep")
+        else:
+            self._reply_error(message_id, RpcError(
+                ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED,
+                f"message type {kind} is not supported on OCPP {self.version}"))
 
     def _on_call(self, frame: list[Any]) -> None:
         if len(frame) < 2 or not frames.valid_id(frame[1]):
@@ -193,21 +237,38 @@ class Session:
                 self.log.exception("%s handler failed", action)
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
             response = self._checked(route, result)
+            reply = frames.result(message_id, response)
         except RpcError as exc:
-            code = exc.code.wire(self.version)
-            await self._write(frames.error(message_id, code, exc.description, exc.details))
-            self._hooks.inbound(self.version, self._label(action), code,
-                                time.perf_counter() - start)
+            await self._refuse(message_id, action, exc, start)
+            return
+        except Exception:  # ours, e.g. a response orjson cannot serialize: still one answer
+            self.log.exception("%s could not be answered", action[:64])
+            await self._refuse(message_id, action,
+                               RpcError(ErrorCode.INTERNAL_ERROR, "internal error"), start)
             return
         if self.closed is None:  # inline _write: one coroutine less per message
             try:
-                await self._send(frames.result(message_id, response))
+                await self._send(reply)
             except Exception as exc:
                 self.log.debug("send failed: %s", exc)
-        self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
-        self._hooks.accepted(self.station_id, self.version, action, payload)
+        try:
+            self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
+            self._hooks.accepted(self.station_id, self.version, action, payload)
+        except Exception:  # answered already: a failing observer must not end the session
+            self.log.exception("reporting %s failed", action)
         for hook in route.afters:
             self._run(self._after(hook, payload, response))
+
+    async def _refuse(self, message_id: str, action: str, error: RpcError, start: float) -> None:
+        code = error.code.wire(self.version)
+        try:
+            text = frames.error(message_id, code, error.description, error.details)
+        except TypeError:  # a handler's details that are not JSON
+            self.log.error("%s: errorDetails are not JSON; sent without them", action[:64])
+            text = frames.error(message_id, code, error.description, {})
+        await self._write(text)
+        self._observe(self._hooks.inbound, self.version, self._label(action), code,
+                      time.perf_counter() - start)
 
     def _label(self, action: str) -> str:
         # Action names a station invents must not become metric series of their own.
@@ -248,7 +309,7 @@ class Session:
         # SEND is never answered, not even when it is malformed (OCPP-J 2.1 §4.2.4).
         if (len(frame) != 4 or not frames.valid_id(frame[1]) or type(frame[2]) is not str
                 or type(frame[3]) is not dict):
-            self._hooks.unexpected(self.version, "malformed_send")
+            self._observe(self._hooks.unexpected, self.version, "malformed_send")
             return
         self._run(self._handle_send(frame[2], frame[3]))
 
@@ -270,11 +331,14 @@ class Session:
                 raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
         except RpcError as exc:
             self.log.warning("SEND %s dropped: %s", action[:64], exc)
-            self._hooks.inbound(self.version, self._label(action), exc.code.wire(self.version),
-                                time.perf_counter() - start)
+            self._observe(self._hooks.inbound, self.version, self._label(action),
+                          exc.code.wire(self.version), time.perf_counter() - start)
             return
-        self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
-        self._hooks.accepted(self.station_id, self.version, action, payload)
+        try:
+            self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
+            self._hooks.accepted(self.station_id, self.version, action, payload)
+        except Exception:
+            self.log.exception("reporting %s failed", action)
 
     # -- replies to our CALLs ------------------------------------------------------------
 
@@ -283,7 +347,7 @@ class Session:
         if len(frame) < 2 or pending is None or frame[1] != pending.message_id \
                 or pending.future.done():
             self.log.warning("unexpected %s %s", kind, str(frame)[:200])
-            self._hooks.unexpected(self.version, kind)
+            self._observe(self._hooks.unexpected, self.version, kind)
             return None
         return pending
 
@@ -325,7 +389,7 @@ class Session:
     def _on_result_error(self, frame: list[Any]) -> None:
         # The station rejected one of our CALLRESULTs: nothing to retry, but it is our bug.
         self.log.error("station rejected our CALLRESULT: %s", str(frame)[:500])
-        self._hooks.unexpected(self.version, "callresulterror")
+        self._observe(self._hooks.unexpected, self.version, "callresulterror")
 
     # -- our CALLs to the station --------------------------------------------------------
 
@@ -372,7 +436,8 @@ class Session:
                 raise
             finally:
                 self._pending = None
-                self._hooks.outbound(self.version, action, outcome, time.perf_counter() - start)
+                self._observe(self._hooks.outbound, self.version, action, outcome,
+                              time.perf_counter() - start)
 
     async def send_unconfirmed(self, action: str, payload: Payload) -> None:
         if self.version != V21:
@@ -419,7 +484,14 @@ class Session:
         except Exception as exc:
             self.log.debug("send failed: %s", exc)
 
+    def _observe(self, hook: Callable[..., None], *args: Any) -> None:
+        # Metrics and events must never cost a station its answer or its connection.
+        try:
+            hook(*args)
+        except Exception:
+            self.log.exception("session hook %s failed", getattr(hook, "__name__", hook))
+
     def _reply_error(self, message_id: str, exc: RpcError) -> None:
-        self._hooks.inbound(self.version, "-", exc.code.wire(self.version), 0.0)
+        self._observe(self._hooks.inbound, self.version, "-", exc.code.wire(self.version), 0.0)
         self._run(self._write(frames.error(
             message_id, exc.code.wire(self.version), exc.description, exc.details)))

@@ -86,7 +86,8 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         replies.append(text)
 
     session = HttpSession(sid, version, app.tables[version], collect, station=entry,
-                          hooks=app.hooks, call_timeout=app.settings.call_timeout)
+                          hooks=app.hooks, call_timeout=app.settings.call_timeout,
+                          max_depth=app.settings.max_depth)
     session.receive(body)
     await session.idle()
     if replies:

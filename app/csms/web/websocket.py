@@ -92,7 +92,8 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     metrics = app.metrics
     socket = _Socket(send)
     session = Session(sid, version, app.tables[version], socket.text, station=entry,
-                      hooks=app.hooks, call_timeout=app.settings.call_timeout)
+                      hooks=app.hooks, call_timeout=app.settings.call_timeout,
+                      max_depth=app.settings.max_depth)
     await app.services.connections.add(session, socket)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.presence.connected(sid, app.services.router.owner_id, version)
