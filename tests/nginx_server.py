@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.polling import wait_until
@@ -30,8 +31,8 @@ http {{
 {servers}
   }}
   server {{
-    listen 127.0.0.1:{port};
-    location / {{
+    listen 127.0.0.1:{port}{tls};
+    location / {{{tls_headers}
       proxy_pass http://pods;
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
@@ -53,31 +54,57 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# TLS terminated here, the client certificate verified against `ca`, and its subject (RFC
+# 2253) passed on in a header that nginx always overwrites: what an ingress does for profile 3.
+TLS = """ ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_client_certificate {ca};
+    ssl_verify_client optional"""
+TLS_HEADERS = """
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header {header} $ssl_client_s_dn;"""
+
+
+@dataclass(frozen=True)
+class Termination:
+    cert: Path
+    key: Path
+    ca: Path
+    header: str
+
+
 class Nginx:
-    def __init__(self, folder: Path, upstream_ports: list[int]) -> None:
+    def __init__(self, folder: Path, upstream_ports: list[int],
+                 tls: Termination | None = None) -> None:
         self.folder = folder
         self.port = free_port()
         servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
                             for p in upstream_ports)
         user = "user root;" if os.geteuid() == 0 else ""
         self.config = folder / "nginx.conf"
-        self.config.write_text(CONFIG.format(user=user, dir=folder, port=self.port,
-                                             servers=servers))
+        self.tls = tls
+        self.config.write_text(CONFIG.format(
+            user=user, dir=folder, port=self.port, servers=servers,
+            tls=TLS.format(cert=tls.cert, key=tls.key, ca=tls.ca) if tls else "",
+            tls_headers=TLS_HEADERS.format(header=tls.header) if tls else ""))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ocpp"
 
     def start(self) -> "Nginx":
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         assert Path(binary).exists(), "nginx is missing: make test installs it"
+        output = (self.folder / "nginx.out").open("wb")
         self.proc = subprocess.Popen([binary, "-c", str(self.config), "-p", str(self.folder)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=output, stderr=subprocess.STDOUT)
+        output.close()
 
         def listening() -> bool:
             assert self.proc is not None and self.proc.poll() is None, (
-                (self.folder / "error.log").read_text())
+                (self.folder / "nginx.out").read_text())
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return True

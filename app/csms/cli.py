@@ -73,10 +73,15 @@ def serve(args: argparse.Namespace) -> int:
         ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
         ssl_ca_certs=settings.ssl_ca_certs, loop="auto", http="auto",
     )
+    if settings.ssl_certfile:
+        # httptools with the ASGI TLS extension, for profile 3 over HTTP-posted frames.
+        options["http"] = "csms.web.tls:TlsHttpToolsProtocol"
     if settings.ssl_ca_certs:
         import ssl
 
-        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        # Asked for, not required: profile-2 stations (no certificate) share the port, and
+        # each profile-3 station's certificate is required and checked at admission.
+        options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
     uvicorn.run("csms.web.app:app_from_env", **options)
     return 0
 

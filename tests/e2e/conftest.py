@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,14 +99,15 @@ class Server:
     stations: Path
     log: Path
     log_file: Any
+    ca: ssl.SSLContext | None = None  # set when the server speaks TLS: trusts its certificate
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        return f"{'wss' if self.ca else 'ws'}://127.0.0.1:{self.port}/ocpp"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
     def output(self) -> str:
         return self.log.read_text()
@@ -115,7 +117,8 @@ class Server:
                    f"{text!r} in the log:\n{self.output()[-3000:]}")
 
 
-def start_server(tmp: Path, stations: str = STATIONS, *args: str, **env: str) -> Server:
+def start_server(tmp: Path, stations: str = STATIONS, *args: str,
+                 ca: ssl.SSLContext | None = None, **env: str) -> Server:
     path = tmp / "stations.yaml"
     path.write_text(stations)
     port = free_port()
@@ -127,13 +130,14 @@ def start_server(tmp: Path, stations: str = STATIONS, *args: str, **env: str) ->
         stdout=log_file, stderr=subprocess.STDOUT,
         env={**os.environ, "CSMS_LOG_LEVEL": "info", **env},
     )
-    server = Server(port, proc, path, log, log_file)
+    server = Server(port, proc, path, log, log_file, ca)
     def ready() -> bool:
         if proc.poll() is not None:
             log_file.close()
             raise RuntimeError(f"csms serve exited: {server.output()}")
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{server.http}/readyz", timeout=1).status_code == 200
+            return httpx.get(f"{server.http}/readyz", timeout=1,
+                             verify=ca or True).status_code == 200
         return False
 
     try:
@@ -169,4 +173,5 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def api(server: Server, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("verify", server.ca or True)
     return httpx.request(method, f"{server.http}{path}", timeout=30, **kwargs)

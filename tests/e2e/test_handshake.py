@@ -92,3 +92,16 @@ async def test_connections_beyond_the_admission_rate_get_503_with_retry_after(
         assert all(1 <= int(r.headers["Retry-After"]) <= 8 for r in refused)
     finally:
         stop_server(limited)
+
+
+async def test_a_refusal_is_logged_at_info_and_never_as_an_error(tmp_path: Path) -> None:
+    quiet = start_server(tmp_path)
+    try:
+        assert await status_of(f"{quiet.ws}/nobody", subprotocols=["ocpp1.6"]) == 404
+        assert await status_of(f"{quiet.ws}/secure", subprotocols=["ocpp1.6"]) == 401
+        quiet.wait_for_log("handshake refused (401)")
+        log = quiet.output()
+        assert "INFO csms.websocket handshake refused (404)" in log
+        assert "ERROR" not in log and "without completing handshake" not in log
+    finally:
+        stop_server(quiet)

@@ -29,6 +29,7 @@ from csms.web.api import build_api
 from csms.web.drain import drain
 from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
+from csms.web.tls import ClientCertificates
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
@@ -79,6 +80,10 @@ class CsmsApp:
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
         self.credentials = VerifiedCache()
+        header = settings.client_cert_header
+        self.certificates = ClientCertificates(
+            direct=bool(settings.ssl_certfile and settings.ssl_ca_certs and settings.ws == "csms"),
+            header=header.lower().encode() if header else None)
         self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
         self.dispatcher = CommandDispatcher(services.commands)
         services.router.wake = self.dispatcher.wake
@@ -127,6 +132,7 @@ class CsmsApp:
                 if self._entries is not None:
                     await self.services.registry.replace(self._entries)
                     self._entries = None
+                await self._announce_certificates()
                 self._watch_sighup()
                 self._watch_sigterm()
                 # Everything built so far lives as long as the process: keep it out of the
@@ -149,6 +155,21 @@ class CsmsApp:
                     await resource.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _announce_certificates(self) -> None:
+        """Say at start-up when profile-3 stations will be refused, and why."""
+        if self.certificates.verifiable:
+            return
+        why = ("no client certificate can be verified: set CSMS_SSL_CA_CERTS (with "
+               "CSMS_SSL_CERTFILE and CSMS_WS=csms), or CSMS_CLIENT_CERT_HEADER behind a "
+               "TLS-terminating proxy")
+        registry = self.services.registry
+        if isinstance(registry, MemoryRegistry):
+            count = sum(1 for e in await registry.all() if e.security_profile == 3)
+            if count:
+                logger.warning("%d security profile 3 stations will be refused: %s", count, why)
+                return
+        logger.info("security profile 3 stations will be refused: %s", why)
 
     def _watch_sighup(self) -> None:
         if not self.settings.stations:

@@ -1,7 +1,8 @@
 """Deciding a station's connection before the websocket upgrade is accepted.
 
 Each refusal is an HTTP status given before the upgrade: 400 bad station id, 404 unknown or
-disabled station, 401 missing or wrong credentials, 403 TLS required by the security profile,
+disabled station, 401 missing or wrong credentials or client certificate, 403 TLS required by
+the security profile (or a profile-3 station on a server that cannot verify certificates),
 503 with a jittered Retry-After while draining, over the admission rate, or while the
 registry (Redis) is unreachable.
 """
@@ -19,6 +20,9 @@ from csms.state.admission import jittered
 from csms.state.credentials import VerifiedCache
 from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
+from csms.web.tls import ClientCertificates, common_name
+
+NO_CERTIFICATES = ClientCertificates(direct=False, header=None)
 
 MAX_ID_LENGTH = 48  # OCPP 2.0.1 identity is string[48]
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -79,7 +83,7 @@ _UNAUTHORIZED = [(b"www-authenticate", b'Basic realm="csms", charset="UTF-8"')]
 
 async def admit(
     services: Services, scope: dict[str, Any], sid: str, cache: VerifiedCache,
-    client_cert_header: str | None = None,
+    certificates: ClientCertificates = NO_CERTIFICATES,
 ) -> StationEntry:
     try:
         entry = await services.entry(sid)
@@ -93,9 +97,8 @@ async def admit(
     if entry.security_profile >= 2 and not secure:
         raise Rejection(403, "tls_required",
                         f"security profile {entry.security_profile} requires TLS")
-    if entry.security_profile == 3 and client_cert_header:
-        if header(scope, client_cert_header.lower().encode()) != sid:
-            raise Rejection(401, "bad_certificate", "client certificate does not name station")
+    if entry.security_profile == 3:
+        check_certificate(scope, sid, certificates)
     if entry.password_hash is not None:
         creds = basic_credentials(scope)
         if creds is None:
@@ -105,6 +108,19 @@ async def admit(
         if user != sid or not cache.verify(sid, password, entry.password_hash):
             raise Rejection(401, "bad_credentials", "wrong station credentials", _UNAUTHORIZED)
     return entry
+
+
+def check_certificate(scope: dict[str, Any], sid: str, certificates: ClientCertificates) -> None:
+    """Security profile 3: a verified client certificate whose commonName is the station id,
+    whether csms or a proxy in front of it verified it."""
+    if not certificates.verifiable:
+        raise Rejection(403, "cert_unverifiable",
+                        "security profile 3: this server cannot verify client certificates")
+    subject = certificates.subject(scope)
+    if subject is None:
+        raise Rejection(401, "no_certificate", "security profile 3 requires a client certificate")
+    if common_name(subject) != sid:
+        raise Rejection(401, "bad_certificate", "client certificate does not name station")
 
 
 def choose_version(offered: Iterable[str], entry: StationEntry) -> str | None:

@@ -66,7 +66,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     try:
         sid = station_id(scope)
         entry = await admit(app.services, scope, sid, app.credentials,
-                            app.settings.client_cert_header)
+                            app.certificates)
         version = requested_version(scope)
         if version not in entry.versions:
             raise Rejection(400, "version_not_allowed", f"OCPP {version} is not allowed")

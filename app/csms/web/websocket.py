@@ -57,7 +57,7 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
         if not app.admissions.take():
             raise retry_later("rate_limited", "too many new connections; retry later", 5)
         entry = await admit(app.services, scope, sid, app.credentials,
-                            app.settings.client_cert_header)
+                            app.certificates)
     except Rejection as rejection:
         if metrics:
             metrics.rejections.labels(rejection.reason).inc()

@@ -9,14 +9,20 @@ instant or allocates eagerly for traffic an idle station never sends:
 - the handshake's request and response, with their headers: about 2.5 KB.
 
 This subclass swaps the first two for slotted equivalents that allocate only when used, and
-drops the handshake objects once the handshake is answered. Behaviour is uvicorn's own:
+drops the handshake objects once the handshake is answered. It also adds the ASGI TLS
+extension (the verified client certificate, for security profile 3; see `tls`), and marks a
+refused handshake complete so uvicorn does not log it as an error. Otherwise behaviour is
+uvicorn's own:
 `csms serve` uses it unless `CSMS_WS` names another implementation.
 """
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from csms.web.tls import tls_extension
 
 
 class _Inbox:
@@ -86,6 +92,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
         self.writable.set()
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the upgrade itself was refused
+        if scope is not None and self.scheme == "wss":
+            tls = tls_extension(self.transport)
+            if tls is not None:
+                scope["extensions"]["tls"] = tls
+
+    def send(self, message: Any) -> Awaitable[None]:  # type: ignore[override]
+        # Not a coroutine of its own: no extra layer on every message sent.
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A refusal's last part: the handshake ends here. uvicorn leaves it open and logs
+            # "ASGI callable returned without completing handshake" at ERROR per refusal.
+            self.handshake_complete = True
+        return super().send(message)
 
     def start_keepalive(self) -> None:
         # Called once, right after the accepted handshake's response went out: the request
