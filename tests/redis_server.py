@@ -12,12 +12,18 @@ from tests.processes import stop
 
 
 class RedisServer:
-    def __init__(self, folder: Path) -> None:
+    """`account` (user, password) makes an ACL user the only way in, as managed Redis does."""
+
+    def __init__(self, folder: Path, account: tuple[str, str] | None = None) -> None:
         self.folder = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        login = f"{account[0]}:{account[1]}@" if account else ""
+        self.url = f"redis://{login}127.0.0.1:{self.port}/0"
+        # Each word its own argument: redis-server joins them into one `user` directive.
+        self.acl = ["--user", "default", "off", "--user", account[0], "on", f">{account[1]}",
+                    "~*", "&*", "+@all"] if account else []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "RedisServer":
@@ -25,7 +31,7 @@ class RedisServer:
         assert binary, "redis-server is missing: make test installs it (.ci/system-deps.sh)"
         self.proc = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
+             "--appendonly", "no", "--dir", str(self.folder), *self.acl],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
 

@@ -5,7 +5,7 @@ from csms.config import Settings, SettingsError
 
 def test_settings_come_from_csms_variables() -> None:
     s = Settings.from_env({"CSMS_PORT": "9100", "CSMS_ACCEPT_UNKNOWN": "yes",
-                           "CSMS_API_TOKEN": "s3cret", "CSMS_STATIONS": ""})
+                           "CSMS_API_TOKEN": "s3cret-token-0123456789", "CSMS_STATIONS": ""})
     assert (s.port, s.accept_unknown, s.stations) == (9100, True, None)
     assert "s3cret" not in repr(s)
 

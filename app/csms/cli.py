@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_type_hints
 
-from csms.config import Settings, SettingsError, env_key
+from csms.config import Settings, SettingsError, env_key, unknown_keys
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,9 @@ def serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"csms: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_level, settings.log_json)
+    configure(settings.log_level, settings.log_json, settings.secrets())
+    for key in unknown_keys():
+        print(f"csms: warning: {key} is not a setting; ignored", file=sys.stderr)
     if settings.workers > 1 and not settings.redis_url:
         # Each worker holds its own stations: only Redis can route a call to the right one.
         print("csms: --workers above 1 needs --redis-url (cluster mode)", file=sys.stderr)
@@ -101,6 +103,13 @@ def operator(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"csms: the operator needs its extra: pip install 'csms[operator]' ({exc})",
               file=sys.stderr)
+        return 2
+    from csms_operator.config import OperatorConfig
+
+    try:
+        OperatorConfig.from_env()  # a bad value stops here, with its key, not in a traceback
+    except SettingsError as exc:
+        print(f"csms: {exc}", file=sys.stderr)
         return 2
     argv = [sys.executable, "-m", "kopf", "run", "-m", "csms_operator", "--standalone",
             "--liveness", args.liveness]

@@ -1,66 +1,214 @@
 """One frozen settings object, read once from `CSMS_*` environment variables and from the
 `csms serve` flags of the same names (`CSMS_MAX_FRAME_SIZE` is `--max-frame-size`).
-A bad value raises `SettingsError` naming the key."""
+
+Every value is checked when the object is made, so a bad one stops the server before it
+listens: `SettingsError` names the key, what was expected and what came (never the value
+of a secret)."""
 
 import dataclasses
+import ipaddress
 import os
-from collections.abc import Mapping
+import re
+import ssl
+from collections.abc import Callable, Mapping
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from csms.observability.redaction import REDACTOR, url_passwords
+
+Check = Callable[[Any], str | None]  # the expectation a value fails, or None
 
 
 class SettingsError(ValueError):
     pass
 
 
-def _field(default: Any, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
+def _field(default: Any, help: str, check: Check | None = None, secret: bool = False) -> Any:
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "check": check, "secret": secret})
+
+
+# -- checks: each returns what was expected when the value does not fit ------------------
+
+def between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"a number from {low:g} to {high:g}"
+
+
+def above(low: float) -> Check:
+    return lambda v: None if v > low else f"a number above {low:g}"
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"a number of at least {low:g}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(choices)
+
+
+def readable_file(value: str) -> str | None:
+    return None if os.path.isfile(value) and os.access(value, os.R_OK) else "a readable file"
+
+
+def existing_path(value: str) -> str | None:
+    return None if os.path.exists(value) else "an existing file or folder"
+
+
+def _ws(value: str) -> str | None:
+    if value in ("csms", "auto", "websockets", "websockets-sansio", "wsproto") or ":" in value:
+        return None
+    return "csms, auto, websockets, websockets-sansio, wsproto or module:Class"
+
+
+def networks(value: str) -> str | None:
+    for item in (i.strip() for i in value.split(",")):
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return "comma-separated IP addresses or networks, or *"
+    return None
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name (RFC 9110 token)
+
+
+def header_name(value: str) -> str | None:
+    return None if _TOKEN.match(value) else "an HTTP header name"
+
+
+def api_tokens_check(value: str) -> str | None:
+    tokens = [t.strip() for t in value.split(",")]
+    if not all(tokens):
+        return "comma-separated tokens, none empty"
+    if any(len(t) < 16 for t in tokens):
+        return "tokens of at least 16 characters"
+    return None
+
+
+def redis_url_check(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return "a redis://, rediss:// or unix:// URL"
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        return "a redis://, rediss:// or unix:// URL"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    host: str = _field("0.0.0.0", "interface to listen on")
-    port: int = _field(9000, "port to listen on")
-    stations: str | None = _field(None, "ChargingStation manifests: a YAML file or a folder")
+    host: str = _field("0.0.0.0", "interface to listen on",
+                       lambda v: None if v.strip() else "a host name or address")
+    port: int = _field(9000, "port to listen on", between(1, 65535))
+    stations: str | None = _field(None, "ChargingStation manifests: a YAML file or a folder",
+                                  existing_path)
     accept_unknown: bool = _field(
         False, "let stations missing from the registry connect (development only)")
-    workers: int = _field(1, "uvicorn worker processes")
-    log_level: str = _field("info", "debug, info, warning or error")
+    workers: int = _field(1, "uvicorn worker processes", between(1, 256))
+    log_level: str = _field("info", "debug, info, warning or error",
+                            one_of("debug", "info", "warning", "error", "critical"))
     log_json: bool = _field(False, "log one JSON object per line")
-    max_frame_size: int = _field(262_144, "largest accepted frame in bytes (close 1009 above)")
+    max_frame_size: int = _field(262_144, "largest accepted frame in bytes (close 1009 above)",
+                                 between(1024, 64 * 1024 * 1024))
     max_depth: int = _field(32, "deepest nesting of arrays and objects a frame may have "
-                                "(16-128); deeper CALLs get FormatViolation")
-    ping_interval: float = _field(30.0, "seconds between websocket pings (0 disables)")
-    ping_timeout: float = _field(30.0, "seconds to wait for a pong before dropping")
-    call_timeout: float = _field(30.0, "default seconds to wait for a station's reply")
-    api_token: str | None = _field(None, "bearer token required by /api (unset: no auth)")
+                                "(16-128); deeper CALLs get FormatViolation", between(16, 128))
+    ping_interval: float = _field(30.0, "seconds between websocket pings (0 disables)",
+                                  at_least(0))
+    ping_timeout: float = _field(30.0, "seconds to wait for a pong before dropping", above(0))
+    call_timeout: float = _field(30.0, "default seconds to wait for a station's reply",
+                                 above(0))
+    api_token: str | None = _field(
+        None, "bearer tokens required by /api/v1: one, or several separated by commas while "
+              "rotating; at least 16 characters each", api_tokens_check, secret=True)
+    api_token_file: str | None = _field(
+        None, "a file of API bearer tokens, one per line (e.g. a mounted Secret), re-read "
+              "when it changes; with CSMS_API_TOKEN both sets are accepted", readable_file)
     ws: str = _field("csms", "websocket implementation: csms (uvicorn's sans-I/O one, leaner "
-                           "per connection) or any of uvicorn's (auto, websockets, wsproto)")
-    graceful_timeout: float = _field(30.0, "seconds a shutdown (the SIGTERM drain) may take")
+                             "per connection) or any of uvicorn's (auto, websockets, wsproto)",
+                     _ws)
+    graceful_timeout: float = _field(30.0, "seconds a shutdown (the SIGTERM drain) may take",
+                                     above(0))
     drain_spread: float = _field(
-        10.0, "seconds over which SIGTERM closes station sockets, in jittered batches")
+        10.0, "seconds over which SIGTERM closes station sockets, in jittered batches",
+        at_least(0))
     connect_rate: float = _field(
-        1000.0, "new station connections a second this process admits (0: no limit)")
+        1000.0, "new station connections a second this process admits (0: no limit)",
+        at_least(0))
     boot_rate: float = _field(
-        500.0, "BootNotifications a second accepted; beyond it Pending (0: no limit)")
-    pending_interval: float = _field(60.0, "seconds (jittered) a Pending boot waits")
+        500.0, "BootNotifications a second accepted; beyond it Pending (0: no limit)",
+        at_least(0))
+    pending_interval: float = _field(60.0, "seconds (jittered) a Pending boot waits", above(0))
     proxy_headers: bool = _field(False, "trust X-Forwarded-* (TLS terminated upstream)")
-    forwarded_allow_ips: str = _field("127.0.0.1", "proxies whose X-Forwarded-* is trusted")
+    forwarded_allow_ips: str = _field("127.0.0.1", "proxies whose X-Forwarded-* is trusted",
+                                      networks)
     client_cert_header: str | None = _field(
-        None, "header carrying the client certificate CN from a TLS-terminating proxy")
-    ssl_certfile: str | None = _field(None, "TLS certificate (serve wss directly)")
-    ssl_keyfile: str | None = _field(None, "TLS private key")
-    ssl_ca_certs: str | None = _field(None, "CA bundle for client certificates (profile 3)")
+        None, "header in which a TLS-terminating proxy passes the verified client "
+              "certificate's subject DN (or commonName), for security profile 3", header_name)
+    ssl_certfile: str | None = _field(None, "TLS certificate (serve wss directly)",
+                                      readable_file)
+    ssl_keyfile: str | None = _field(None, "TLS private key", readable_file)
+    ssl_ca_certs: str | None = _field(
+        None, "CA bundle that client certificates are verified against (profile 3)",
+        readable_file)
     metrics: bool = _field(True, "serve Prometheus metrics at /metrics")
     redis_url: str | None = _field(
-        None, "cluster mode: registry, station state, transaction ids and events in Redis")
-    redis_prefix: str = _field("csms:", "prefix of every Redis key")
-    lease: float = _field(30.0, "cluster mode: seconds a station's ownership lasts unrenewed")
-    gc_young_every: float = _field(0.1, "seconds between young garbage collections")
-    gc_full_every: float = _field(600.0, "seconds between full garbage collections")
+        None, "cluster mode: registry, station state, transaction ids and events in Redis "
+              "(redis://, rediss:// for TLS; user and password in the URL)", redis_url_check,
+        secret=True)
+    redis_prefix: str = _field("csms:", "prefix of every Redis key",
+                               lambda v: None if v.strip() == v else "no surrounding spaces")
+    lease: float = _field(30.0, "cluster mode: seconds a station's ownership lasts unrenewed",
+                          at_least(1))
+    gc_young_every: float = _field(0.1, "seconds between young garbage collections", above(0))
+    gc_full_every: float = _field(600.0, "seconds between full garbage collections", above(0))
 
-    def __repr__(self) -> str:  # never show the API token
-        shown = {f.name: ("***" if f.name == "api_token" and getattr(self, f.name) else
-                          getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            kind = _base(hints[f.name])
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise SettingsError(f"{env_key(f.name)}: expected {kind.__name__}, "
+                                    f"got {type(value).__name__}")
+            check = f.metadata["check"]
+            expected = check(value) if check is not None else None
+            if expected is not None:
+                raise SettingsError(_mismatch(f, expected, value))
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingsError("CSMS_SSL_KEYFILE: expected together with CSMS_SSL_CERTFILE")
+        if self.ssl_ca_certs and not self.ssl_certfile:
+            raise SettingsError("CSMS_SSL_CA_CERTS: expected together with CSMS_SSL_CERTFILE "
+                                "(client certificates are checked by csms's own TLS)")
+        if not self.ssl_certfile:
+            return
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        except (ssl.SSLError, ValueError) as exc:
+            raise SettingsError(f"CSMS_SSL_CERTFILE: expected a PEM certificate whose key is "
+                                f"in it or in CSMS_SSL_KEYFILE ({_reason(exc)})") from None
+        if self.ssl_ca_certs:
+            try:
+                context.load_verify_locations(self.ssl_ca_certs)
+            except ssl.SSLError as exc:
+                raise SettingsError(f"CSMS_SSL_CA_CERTS: expected PEM CA certificates "
+                                    f"({_reason(exc)})") from None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be logged: the API tokens and the Redis password."""
+        tokens = tuple(t.strip() for t in (self.api_token or "").split(",") if t.strip())
+        return tokens + url_passwords(self.redis_url)
+
+    def __repr__(self) -> str:  # never show a secret
+        shown = {f.name: _shown(f, getattr(self, f.name)) for f in dataclasses.fields(self)}
         return f"Settings({shown})"
 
     @classmethod
@@ -71,26 +219,71 @@ class Settings:
         for f in dataclasses.fields(cls):
             key = env_key(f.name)
             if key in env:
-                values[f.name] = parse(key, env[key], hints[f.name])
+                values[f.name] = parse(key, env[key], hints[f.name], f.metadata["secret"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _base(kind: Any) -> Any:
+    return next((t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)), str)
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or exc)
+
+
+def _shown(f: "dataclasses.Field[Any]", value: Any) -> Any:
+    if not f.metadata["secret"] or value is None:
+        return value
+    if f.name == "redis_url":
+        return REDACTOR.redact(value)
+    return "***"
+
+
+def _mismatch(f: "dataclasses.Field[Any]", expected: str, value: Any) -> str:
+    got = "" if f.metadata["secret"] else f" (got {value!r})"
+    return f"{env_key(f.name)}: expected {expected}{got}"
 
 
 def env_key(name: str) -> str:
     return "CSMS_" + name.upper()
 
 
-def parse(key: str, raw: str, kind: Any) -> Any:
-    base = next((t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)), str)
+def parse(key: str, raw: str, kind: Any, secret: bool = False) -> Any:
+    base = _base(kind)
     if raw == "" and kind != base:
         return None
+    got = "" if secret else f" (got {raw!r})"
+    if base is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{key}: expected true or false{got}")
     try:
-        if base is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
         return base(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{key}: {exc} (got {raw!r})") from None
+    except ValueError:
+        raise SettingsError(f"{key}: expected {'an integer' if base is int else 'a number'}"
+                            f"{got}") from None
+
+
+def read_setting(env: Mapping[str, str], key: str, kind: Any, default: Any,
+                 check: Check | None = None, secret: bool = False) -> Any:
+    """One `CSMS_*` value outside `Settings` (the operator's), parsed and checked alike."""
+    value = parse(key, env[key], kind, secret) if key in env else default
+    expected = check(value) if check is not None and value is not None else None
+    if expected is not None:
+        got = "" if secret else f" (got {env.get(key, value)!r})"
+        raise SettingsError(f"{key}: expected {expected}{got}")
+    return value
+
+
+# CSMS_* variables that belong to other commands (the operator), not to `csms serve`.
+OTHER_KEYS = frozenset({"CSMS_OPERATOR_STATUS_EVERY", "CSMS_OPERATOR_STATUS_RATE"})
+
+
+def unknown_keys(environ: Mapping[str, str] | None = None) -> list[str]:
+    """`CSMS_*` variables no setting reads: most likely a typo, worth a warning."""
+    env = os.environ if environ is None else environ
+    known = {env_key(f.name) for f in dataclasses.fields(Settings)} | OTHER_KEYS
+    return sorted(k for k in env if k.startswith("CSMS_") and k not in known)

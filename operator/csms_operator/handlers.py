@@ -22,6 +22,8 @@ from typing import Any
 
 import kopf
 
+from csms.config import SettingsError
+from csms.observability.redaction import install, url_passwords
 from csms.state.credentials import verify_password
 from csms.state.registry import RegistryError, StationEntry, secret_value
 from csms_operator import mapping
@@ -83,7 +85,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
 
     settings.persistence.finalizer = "csms.dev/registry"
     settings.posting.level = logging.WARNING  # only warnings become Events, not every log
-    cfg = OperatorConfig.from_env()
+    try:
+        cfg = OperatorConfig.from_env()
+    except SettingsError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    # Every record of this process from now on, kopf's and the clients' included.
+    install(*url_passwords(cfg.redis_url))
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -99,8 +106,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     memo.hashes = Hashes()
     memo.status_task = asyncio.get_running_loop().create_task(
         status_loop(memo, cfg.status_every, logger))
-    logger.info("registry in Redis at %s (prefix %r)", cfg.redis_url.split("@")[-1],
-                cfg.redis_prefix)
+    logger.info("registry in Redis at %s (prefix %r)", cfg.redis_url, cfg.redis_prefix)
 
 
 @kopf.on.cleanup()

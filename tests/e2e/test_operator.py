@@ -4,6 +4,7 @@ a real redis-server, a real `csms serve --redis-url` pod, and the `ocpp` library
 import asyncio
 import base64
 import contextlib
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +27,10 @@ from tests.redis_server import RedisServer
 
 GROUP, VERSION, PLURAL = "csms.dev", "v1alpha1", "chargingstations"
 PASSWORD, ROTATED = "first-password-16", "rotated-password-16"
+REDIS_PASSWORD = "operator-redis-Pw-93kq"
+# Never in the operator's output, even at --verbose (kopf prints resource bodies there).
+SECRETS = [PASSWORD, ROTATED, REDIS_PASSWORD,
+           *(base64.b64encode(p.encode()).decode() for p in (PASSWORD, ROTATED))]
 
 
 class World:
@@ -33,7 +38,7 @@ class World:
         self.kube = KubeMock().start()
         self.kube.kubeconfig(Path(KUBECONFIG))
         (tmp / "redis").mkdir()
-        self.store = RedisServer(tmp / "redis").start()
+        self.store = RedisServer(tmp / "redis", ("csms", REDIS_PASSWORD)).start()
         self.redis = redis.Redis.from_url(self.store.url)
         (tmp / "pod").mkdir()
         self.pod: Server = start_server(tmp / "pod", "", "--redis-url", self.store.url)
@@ -125,15 +130,36 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert runner.exit_code == 0, runner.output[-3000:]
     assert "failed with an exception" not in runner.output  # no handler ever failed
     assert "Traceback" not in runner.output
+    assert "registry in Redis at redis://csms:[redacted]@" in runner.output
+    assert "Creation is in progress" in runner.output  # debug lines were written, and read
+    assert [s for s in SECRETS if s in runner.output] == []
 
 
 async def in_thread(fn: Any, *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
+@contextlib.contextmanager
+def verbose() -> Iterator[None]:
+    """What `kopf run --verbose` does, for one test: the operator runs in this process.
+    (Not for the whole module: debug logs of a thousand resources slow it tenfold.)"""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 async def test_a_resource_admits_its_station_and_follows_it_through_its_life(
     world: World,
 ) -> None:
+    with verbose():
+        await lifecycle(world)
+
+
+async def lifecycle(world: World) -> None:
     w = world
     await in_thread(w.apply_secret, "cp-op-auth", PASSWORD)
     await in_thread(w.create, "cp-op", {

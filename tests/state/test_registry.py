@@ -134,3 +134,60 @@ def test_password_and_secret_reference_exclude_each_other(tmp_path: Path) -> Non
                                                        "  passwordSecretRef"))
     with pytest.raises(RegistryError, match="exclude each other"):
         load_stations(path)
+
+
+SECRET = "Do-Not-Print-Me-0123456789-Do-Not-Print-Me"  # 42 characters: over the limit
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (f"{{password: {SECRET}}}", "spec.password: must be at most 40 characters"),
+    ("{password: short-secret}", "spec.password: must be at least 16 characters"),
+    (f"{{password: [{SECRET}]}}", "spec.password: must be of type string"),
+    (f"{{password: {{value: {SECRET}}}}}", "spec.password: must be of type string"),
+    (f"[securityProfile, 1, password, {SECRET}]", "spec: must be of type object"),
+    (f"{{passwrd: {SECRET}}}", "spec: unexpected fields: passwrd"),
+    (f"{{password: {SECRET}, securityProfile: 9}}", "spec.password: must be at most 40"),
+])
+def test_a_bad_secret_field_is_named_with_its_rule_and_never_shown(
+    tmp_path: Path, spec: str, message: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("apiVersion: csms.dev/v1alpha1\nkind: ChargingStation\n"
+                    f"metadata: {{name: cp-s}}\nspec: {spec}\n")
+    with pytest.raises(RegistryError) as caught:
+        load_stations(path)
+    text = str(caught.value)
+    assert message in text
+    for part in (SECRET, "short-secret", "Do-Not-Print"):
+        assert part not in text
+
+
+def test_broken_yaml_around_a_password_says_where_not_what(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("apiVersion: csms.dev/v1alpha1\nkind: ChargingStation\n"
+                    f'metadata: {{name: cp-s}}\nspec:\n  password: "{SECRET}\n')
+    with pytest.raises(RegistryError) as caught:
+        load_stations(path)
+    assert "not valid YAML at line 6, column 1" in str(caught.value)
+    assert "Do-Not-Print" not in str(caught.value)
+
+
+def test_every_rule_of_the_manifest_schema_has_words() -> None:
+    from csms.state.manifest import MANIFEST_SCHEMA
+    from csms.state.registry import _RULES
+
+    keywords: set[str] = set()
+
+    def walk(schema: object) -> None:
+        if not isinstance(schema, dict):
+            return
+        keywords.update(k for k in schema if k not in (
+            "properties", "items", "description", "default", "required"))
+        for child in (schema.get("properties") or {}).values():
+            walk(child)
+        walk(schema.get("items"))
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"])
+
+    walk(MANIFEST_SCHEMA)
+    assert keywords <= set(_RULES) | {"additionalProperties", "type"}

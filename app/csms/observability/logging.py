@@ -3,7 +3,10 @@
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
+
+from csms.observability.redaction import install
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +21,9 @@ class JsonFormatter(logging.Formatter):
         if station is not None:
             entry["station"] = station
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            if not record.exc_text:  # cached there, redacted on the way (see redaction)
+                record.exc_text = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text
         return json.dumps(entry)
 
 
@@ -32,7 +37,9 @@ class StationFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure(level: str = "info", json_lines: bool = False) -> None:
+def configure(level: str = "info", json_lines: bool = False,
+              secrets: Iterable[str] = ()) -> None:
+    install(*secrets)
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
         handler.setFormatter(JsonFormatter())

@@ -67,6 +67,41 @@ class MemoryRegistry:
 _validator = jsonschema_rs.validator_for(MANIFEST_SCHEMA)
 
 
+def _listed(values: Any) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+# What each schema rule asks, in words: a manifest error names the field and the rule, and
+# never repeats the value, which may be a password (jsonschema's own messages quote it).
+_RULES: dict[str, Any] = {
+    "type": lambda c: f"must be of type {' or '.join(c['types'])}",
+    "enum": lambda c: f"must be one of {_listed(c['options'])}",
+    "const": lambda c: f"must be {c['expected_value']}",
+    "minLength": lambda c: f"must be at least {c['limit']} characters",
+    "maxLength": lambda c: f"must be at most {c['limit']} characters",
+    "pattern": lambda c: f"must match {c['pattern']}",
+    "minimum": lambda c: f"must be at least {c['limit']}",
+    "maximum": lambda c: f"must be at most {c['limit']}",
+    "minItems": lambda c: f"must have at least {c['limit']} items",
+    "maxItems": lambda c: f"must have at most {c['limit']} items",
+    "uniqueItems": lambda c: "must not repeat an item",
+    "additionalProperties": lambda c: f"unexpected fields: {_listed(c['unexpected'])}",
+}
+
+
+def describe(error: Any) -> str:
+    """`spec.password: must be at most 40 characters`, from a jsonschema-rs error."""
+    kind = error.kind
+    path = [str(p) for p in error.instance_path]
+    if kind.name == "required":
+        path.append(str(kind.as_dict()["property"]))
+        rule = "is required"
+    else:
+        explain = _RULES.get(kind.name)
+        rule = explain(kind.as_dict()) if explain else f"breaks the {kind.name} rule"
+    return f"{'.'.join(path) or '(document)'}: {rule}"
+
+
 def config_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -95,9 +130,7 @@ def entry_from_manifest(doc: Any, password_hash: str | None = None,
     if not isinstance(doc, dict):
         raise RegistryError("a manifest must be a mapping")
     if errors:
-        err = errors[0]
-        field = ".".join(str(p) for p in err.instance_path) or "(document)"
-        raise RegistryError(f"{field}: {err.message}")
+        raise RegistryError(describe(errors[0]))
     spec = doc.get("spec") or {}
     meta = doc["metadata"]
     profile = spec.get("securityProfile", 0)
@@ -155,7 +188,11 @@ def load_stations(path: str | Path) -> list[StationEntry]:
         try:
             docs = list(yaml.safe_load_all(file.read_text()))
         except yaml.YAMLError as exc:
-            raise RegistryError(f"{file}: not valid YAML: {exc}") from None
+            # Only where and what: PyYAML's own message quotes the lines around the fault.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise RegistryError(f"{file}: not valid YAML{where}: {problem}") from None
         for index, doc in enumerate(docs, start=1):
             if doc is None:
                 continue  # an empty document between separators

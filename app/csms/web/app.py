@@ -16,6 +16,7 @@ from csms.handlers import central_system
 from csms.handlers.provisioning import push_configuration
 from csms.observability.counters import Counters
 from csms.observability.metrics import Metrics
+from csms.observability.redaction import install
 from csms.protocol import schemas
 from csms.protocol.router import Router, tables
 from csms.protocol.versions import VERSIONS
@@ -30,6 +31,7 @@ from csms.web.drain import drain
 from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
 from csms.web.tls import ClientCertificates
+from csms.web.tokens import ApiTokens
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
@@ -79,6 +81,8 @@ class CsmsApp:
             self.metrics.registry.register(Counters())
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
+        install(*settings.secrets())  # in every worker, and when csms is embedded
+        self.tokens = ApiTokens(settings.api_token, settings.api_token_file)
         self.credentials = VerifiedCache()
         header = settings.client_cert_header
         self.certificates = ClientCertificates(
