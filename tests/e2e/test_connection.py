@@ -95,7 +95,7 @@ async def test_a_dead_connection_is_dropped_after_unanswered_pings(server: Serve
         await eventually(lambda: asyncio.to_thread(gone), timeout=10)
     finally:
         sock.close()
-    server.wait_for_log("any disconnected")
+    server.wait_for_log("any disconnected (ping_timeout)")
 
 
 async def test_sigterm_closes_station_sockets_with_1012(tmp_path: Path) -> None:
@@ -109,5 +109,35 @@ async def test_sigterm_closes_station_sockets_with_1012(tmp_path: Path) -> None:
         # uvicorn re-raises the signal once shut down: exit by SIGTERM, after a clean shutdown.
         assert await asyncio.to_thread(server.proc.wait, 10) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in server.output()
+        assert "any disconnected (draining)" in server.output()
+    finally:
+        stop_server(server)
+
+
+async def test_each_disconnect_is_logged_and_counted_with_its_real_reason(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path, STATIONS)
+    try:
+        async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]) as first:
+            async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]):
+                await first.wait_closed()  # superseded by the second
+        server.wait_for_log("any disconnected (normal)")  # the second closed it, with 1000
+        async with websockets.connect(f"{server.ws}/rpc16", subprotocols=["ocpp1.6"]) as ws:
+            server.stations.write_text(STATIONS.replace(
+                "metadata: {name: rpc16}\nspec: {", "metadata: {name: rpc16}\nspec: {enabled: false, "))
+            server.proc.send_signal(signal.SIGHUP)
+            await ws.wait_closed()
+            assert ws.close_code == 1008
+        async with websockets.connect(f"{server.ws}/cs21", subprotocols=["ocpp2.1"]) as ws:
+            await ws.close(4321, "invented")
+        server.wait_for_log("cs21 disconnected (other)")
+        metrics = api(server, "GET", "/metrics").text
+        for version, reason in (("1.6", "superseded"), ("1.6", "normal"), ("1.6", "evicted"),
+                                ("2.1", "other")):
+            assert (f'csms_disconnections_total{{reason="{reason}",version="{version}"}} 1.0'
+                    in metrics), reason
+        log = server.output()
+        assert "any disconnected (superseded)" in log and "rpc16 disconnected (evicted)" in log
     finally:
         stop_server(server)

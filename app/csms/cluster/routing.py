@@ -281,8 +281,8 @@ class RedisRouter:
         if mine is None or (epoch is not None and mine >= epoch):
             return
         del self._epochs[sid]
-        logger.info("%s: %s on another pod", sid, SUPERSEDED)
-        await self._connections.disconnect(sid, 1000, SUPERSEDED)
+        logger.info("%s: %s on another pod", sid, SUPERSEDED.reason)
+        await self._connections.disconnect(sid, SUPERSEDED)
 
     # -- calls -----------------------------------------------------------------------------
 

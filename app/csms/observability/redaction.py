@@ -106,7 +106,7 @@ def url_passwords(url: str | None) -> tuple[str, ...]:
     """The password of a URL such as `rediss://user:password@host:6380/0`, as written and
     percent-decoded."""
     password = urlsplit(url).password if url else None
-    return (password, unquote(password)) if password else ()
+    return tuple(dict.fromkeys((password, unquote(password)))) if password else ()
 
 
 def install(*secrets: str | None) -> None:

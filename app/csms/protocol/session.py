@@ -83,8 +83,8 @@ class _Pending:
 
 class Session:
     __slots__ = ("_call_lock", "_hooks", "_pending", "_send", "_table", "_tasks", "call_timeout",
-                 "closed", "connected_at", "context", "last_message_at", "max_depth",
-                 "station_id", "version")
+                 "close_label", "closed", "connected_at", "context", "last_message_at",
+                 "max_depth", "station_id", "version")
 
     def __init__(
         self,
@@ -111,6 +111,7 @@ class Session:
         self._call_lock: asyncio.Lock | None = None
         self._pending: _Pending | None = None
         self.closed: str | None = None  # the reason, once closed
+        self.close_label = ""
         self.connected_at = time.time()
         self.last_message_at = self.connected_at
 
@@ -455,11 +456,13 @@ class Session:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def close(self, reason: str) -> None:
-        """Fail the pending and queued CALLs with `NotConnected(reason)`."""
+    def close(self, reason: str, label: str = "closed") -> None:
+        """Fail the pending and queued CALLs with `NotConnected(reason)`; `label` says why
+        in a word, for the disconnect's log line and metric."""
         if self.closed is not None:
             return
         self.closed = reason
+        self.close_label = label
         pending = self._pending
         if pending is not None and not pending.future.done():
             pending.future.set_exception(NotConnected(f"{self.station_id}: {reason}", sent=True))

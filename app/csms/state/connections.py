@@ -16,7 +16,22 @@ logger = logging.getLogger("csms.connections")
 class Socket(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
-SUPERSEDED = "superseded by a newer connection"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Closing:
+    """Why csms closes a station's socket: the close code and reason the station gets, and
+    the label of the disconnect log line and of `csms_disconnections_total`."""
+
+    label: str
+    code: int
+    reason: str
+
+
+SUPERSEDED = Closing("superseded", 1000, "superseded by a newer connection")
+EVICTED = Closing("evicted", 1008, "station removed from the registry or disabled")
+DRAINING = Closing("draining", 1012, "service restart")
+SHUTDOWN = Closing("shutdown", 1001, "server shutting down")
 
 
 @dataclasses.dataclass(slots=True)
@@ -40,12 +55,8 @@ class Connections:
         old = self._open.get(session.station_id)
         self._open[session.station_id] = Connection(session, socket)
         if old is not None:
-            logger.info("%s: %s", session.station_id, SUPERSEDED)
-            old.session.close(SUPERSEDED)
-            try:
-                await old.socket.close(1000, SUPERSEDED)
-            except Exception as exc:
-                logger.debug("closing superseded socket failed: %s", exc)
+            logger.info("%s: %s", session.station_id, SUPERSEDED.reason)
+            await self._close(old, SUPERSEDED)
 
     def remove(self, session: Session) -> bool:
         """Forget `session` if it is still the current one; True when it was."""
@@ -55,18 +66,21 @@ class Connections:
             return True
         return False
 
-    async def disconnect(self, station_id: str, code: int, reason: str) -> bool:
+    async def disconnect(self, station_id: str, closing: Closing) -> bool:
         conn = self._open.get(station_id)
         if conn is None:
             return False
-        conn.session.close(reason)
-        await conn.socket.close(code, reason)
+        await self._close(conn, closing)
         return True
 
-    async def close_all(self, code: int, reason: str) -> None:
+    async def close_all(self, closing: Closing) -> None:
         for conn in list(self._open.values()):
-            conn.session.close(reason)
-            try:
-                await conn.socket.close(code, reason)
-            except Exception as exc:
-                logger.debug("close failed: %s", exc)
+            await self._close(conn, closing)
+
+    @staticmethod
+    async def _close(conn: Connection, closing: Closing) -> None:
+        conn.session.close(closing.reason, closing.label)
+        try:
+            await conn.socket.close(closing.code, closing.reason)
+        except Exception as exc:
+            logger.debug("closing %s failed: %s", conn.session.station_id, exc)

@@ -23,6 +23,7 @@ from csms.protocol.versions import VERSIONS
 from csms.services import Services
 from csms.state.admission import TokenBucket
 from csms.state.commands import CommandDispatcher
+from csms.state.connections import EVICTED, SHUTDOWN
 from csms.state.credentials import VerifiedCache
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
 from csms.web import http_frames, websocket
@@ -151,7 +152,7 @@ class CsmsApp:
                 self.draining = True
                 if self._drain is not None:
                     await self._drain
-                await self.services.connections.close_all(1001, "server shutting down")
+                await self.services.connections.close_all(SHUTDOWN)
                 await self.dispatcher.close()
                 if self._gc_task is not None:
                     self._gc_task.cancel()
@@ -190,8 +191,7 @@ class CsmsApp:
         if session is None:
             return
         if message["kind"] == "evict":
-            await self.services.connections.disconnect(
-                sid, 1008, "station removed from the registry or disabled")
+            await self.services.connections.disconnect(sid, EVICTED)
         elif message["kind"] == "configure":
             entry = await self.services.registry.get(sid)
             if entry is None:
@@ -255,8 +255,7 @@ class CsmsApp:
             entry = by_id.get(session.station_id)
             if (entry is None and self.services.default_entry is None) or (
                     entry is not None and not entry.enabled):
-                await self.services.connections.disconnect(
-                    session.station_id, 1008, "station removed from the registry or disabled")
+                await self.services.connections.disconnect(session.station_id, EVICTED)
             elif entry is not None:
                 session.context.station = entry
         logger.info("registry reloaded: %d stations", len(entries))

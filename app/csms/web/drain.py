@@ -15,6 +15,7 @@ import random
 from typing import TYPE_CHECKING
 
 from csms.protocol.session import Session
+from csms.state.connections import DRAINING
 
 if TYPE_CHECKING:
     from csms.web.app import CsmsApp
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("csms.drain")
 STEP = 0.1  # seconds between batches, before jitter
 POLL = 0.05
-RESTART = 1012
 
 
 def plan(count: int, spread: float) -> tuple[int, int]:
@@ -50,7 +50,7 @@ async def drain(app: "CsmsApp", bound: float) -> None:
     async def close(session: Session) -> None:
         await _settled(session, loop, min(end, loop.time() + 5.0))
         if connections.get(session.station_id) is session:
-            await connections.disconnect(session.station_id, RESTART, "service restart")
+            await connections.disconnect(session.station_id, DRAINING)
 
     try:
         async with asyncio.timeout_at(end):

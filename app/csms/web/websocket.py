@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from csms.protocol.session import Session
 from csms.protocol.versions import subprotocol
 from csms.web.handshake import Rejection, admit, choose_version, retry_later, station_id
+from csms.web.wsprotocol import PING_TIMEOUT
 
 if TYPE_CHECKING:
     from csms.web.app import CsmsApp
@@ -26,6 +27,19 @@ async def deny(scope: dict[str, Any], send: Any, rejection: Rejection) -> None:
         await send({"type": "websocket.http.response.body", "body": body})
     else:  # the server cannot send a status: the closest it has is a 403
         await send({"type": "websocket.close", "code": 1008})
+
+
+# Close codes a station's own close is counted under; other codes are "other", so that a
+# station cannot make a metric series per code it invents.
+_PEER_CLOSES = {1000: "normal", 1001: "going_away", 1002: "protocol_error",
+                1005: "no_status", 1006: "connection_lost", 1007: "bad_data",
+                1008: "policy", 1009: "too_big", 1011: "station_error"}
+
+
+def peer_close(code: int, reason: str | None = None) -> str:
+    if code == 1011 and reason == PING_TIMEOUT:
+        return "ping_timeout"
+    return _PEER_CLOSES.get(code, "other")
 
 
 class _Socket:
@@ -113,8 +127,9 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
                     break
                 session.receive(text)
             else:
-                code = message.get("code", 1005)
-                reason = "superseded" if session.closed else str(code)
+                # Closed by us (the label says why), or by the station or the network.
+                reason = session.close_label or peer_close(message.get("code", 1005),
+                                                           message.get("reason"))
                 break
     finally:
         app.gc.closed += 1

@@ -24,6 +24,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from csms.web.tls import tls_extension
 
+PING_TIMEOUT = "keepalive ping timeout"  # the reason uvicorn closes such a socket with
+
 
 class _Inbox:
     """The part of `asyncio.Queue` the protocol uses, for its single consumer."""
@@ -108,6 +110,13 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             # "ASGI callable returned without completing handshake" at ERROR per refusal.
             self.handshake_complete = True
         return super().send(message)
+
+    def keepalive_timeout(self) -> None:
+        # Tell the app why (uvicorn's own disconnect, later, says 1005 "no status").
+        if not (self.close_sent or self.transport.is_closing()):
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1011,
+                                   "reason": PING_TIMEOUT})
+        super().keepalive_timeout()
 
     def start_keepalive(self) -> None:
         # Called once, right after the accepted handshake's response went out: the request
