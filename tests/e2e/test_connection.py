@@ -124,8 +124,8 @@ async def test_each_disconnect_is_logged_and_counted_with_its_real_reason(
                 await first.wait_closed()  # superseded by the second
         server.wait_for_log("any disconnected (normal)")  # the second closed it, with 1000
         async with websockets.connect(f"{server.ws}/rpc16", subprotocols=["ocpp1.6"]) as ws:
-            server.stations.write_text(STATIONS.replace(
-                "metadata: {name: rpc16}\nspec: {", "metadata: {name: rpc16}\nspec: {enabled: false, "))
+            rpc16 = "metadata: {name: rpc16}\nspec: {"
+            server.stations.write_text(STATIONS.replace(rpc16, rpc16 + "enabled: false, "))
             server.proc.send_signal(signal.SIGHUP)
             await ws.wait_closed()
             assert ws.close_code == 1008
