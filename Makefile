@@ -7,7 +7,7 @@ NODE_PEER := tests/e2e/ocpp_rpc_client
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test lint typecheck unit e2e bench crd system-deps node-deps clean
+.PHONY: setup run test lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ test: setup node-deps lint typecheck
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
+# Coverage-guided fuzzing of the OCPP core for FUZZ_SECONDS (`make test` runs a minute of it).
+# The corpus grows in .fuzz/corpus across runs; a crash is saved in .fuzz/ with its input.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	mkdir -p .fuzz/corpus
+	$(BIN)/python -m tests.fuzzing.session_target -max_total_time=$(FUZZ_SECONDS) \
+		-print_final_stats=1 -artifact_prefix=.fuzz/ .fuzz/corpus
+
 bench: setup
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -50,4 +58,4 @@ crd: setup
 	$(BIN)/python -m csms_operator.crd > charts/csms/crds/chargingstations.yaml
 
 clean:
-	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -388,8 +388,9 @@ class Session:
         pending.future.set_exception(CallErrorReceived(frame[2], frame[3], frame[4]))
 
     def _on_result_error(self, frame: list[Any]) -> None:
-        # The station rejected one of our CALLRESULTs: nothing to retry, but it is our bug.
-        self.log.error("station rejected our CALLRESULT: %s", str(frame)[:500])
+        # The station says it rejected one of our CALLRESULTs: nothing to retry. A WARNING,
+        # not an ERROR: any station can send one, and must not fill the error log with it.
+        self.log.warning("station rejected our CALLRESULT: %s", str(frame)[:500])
         self._observe(self._hooks.unexpected, self.version, "callresulterror")
 
     # -- our CALLs to the station --------------------------------------------------------
