@@ -3,8 +3,9 @@
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 import csms
@@ -19,9 +20,15 @@ if TYPE_CHECKING:
     from csms.web.app import CsmsApp
 
 
+def callable_actions() -> list[Any]:
+    """Every action that travels as a CALL in some OCPP version: what `action` may name."""
+    return sorted({a for v in VERSIONS for a in schemas.actions(v) - schemas.send_only(v)})
+
+
 class CallRequest(BaseModel):
-    action: str = Field(description="OCPP action, e.g. Reset or GetVariables",
-                        examples=["Reset"])
+    action: str = Field(description="OCPP action, e.g. Reset or GetVariables; its payload must "
+                        "pass the action's schema in the station's OCPP version",
+                        examples=["Reset"], json_schema_extra={"enum": callable_actions()})
     payload: dict[str, Any] = Field(default_factory=dict,
                                     description="the CALL payload, checked against the schema")
     timeout: float | None = Field(default=None, gt=0, le=300,
@@ -55,6 +62,42 @@ class ErrorBody(BaseModel):
     detail: Any
 
 
+class Status(BaseModel):
+    status: str
+
+
+class StationView(BaseModel):
+    """A station as csms knows it: its connection, when connected, and its last state."""
+
+    id: str
+    connected: bool
+    pod: str | None = Field(default=None, description="the process holding its connection")
+    version: str | None = Field(default=None, description="OCPP version, when connected here")
+    connectedSince: float | None = None
+    lastMessage: float | None = None
+    boot: dict[str, Any] | None = Field(default=None, description="its last BootNotification")
+    bootedAt: float | None = None
+    connectors: dict[Any, Any] = Field(default_factory=dict)
+    lastMeterValues: Any = None
+    configuration: dict[str, Any] = Field(default_factory=dict)
+    transactions: dict[Any, Any] = Field(default_factory=dict)
+
+
+# Answers every /api/v1 operation may give besides its own.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body is not JSON"},
+    401: {"model": ErrorBody, "description": "no valid bearer token (when tokens are set)"},
+    422: {"model": ErrorBody, "description": "a parameter or the body breaks its schema"},
+}
+
+
+UNAVAILABLE = {"model": ErrorBody, "description": "shared state (Redis) unreachable"}
+
+
+def documented(**responses: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {**COMMON_ERRORS, **{int(code[1:]): r for code, r in responses.items()}}
+
+
 def valid_for_some(action: str, payload: dict[str, Any], versions: Iterable[str]) -> None:
     """A queued call must fit at least one version the station may use (checked again, for
     the version it connects with, when it is sent)."""
@@ -78,7 +121,12 @@ def build_api(app: "CsmsApp") -> FastAPI:
     api = FastAPI(title="csms", version=csms.__version__,
                   description="OCPP central system: stations and calls to them.")
 
-    def authorized(request: Request) -> None:
+    bearer = Security(HTTPBearer(auto_error=False,
+                                 description="CSMS_API_TOKEN or CSMS_API_TOKEN_FILE"))
+
+    def authorized(request: Request, _: HTTPAuthorizationCredentials | None = bearer) -> None:
+        # The scheme documents the token in /docs; the check reads the header itself, so a
+        # malformed one is a 401 too, not FastAPI's 403.
         tokens = app.tokens
         if tokens.required and not tokens.accepts_header(request.headers.get("authorization")):
             raise HTTPException(401, "a valid bearer token is required",
@@ -97,23 +145,27 @@ def build_api(app: "CsmsApp") -> FastAPI:
         body.update(state.view() if state else {"boot": None, "connectors": {}})
         return body
 
-    @api.get("/healthz", tags=["probes"])
+    @api.get("/healthz", tags=["probes"], response_model=Status)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["probes"], responses={503: {"model": ErrorBody}})
+    @api.get("/readyz", tags=["probes"], response_model=Status,
+             responses={503: {"model": Status, "description": "starting or draining"}})
     def readyz() -> JSONResponse:
         if app.ready and not app.draining:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
-    @api.get("/api/v1/stations", tags=["stations"], dependencies=[Depends(authorized)])
+    @api.get("/api/v1/stations", tags=["stations"], dependencies=[Depends(authorized)],
+             response_model=list[StationView], responses=documented())
     async def list_stations() -> list[dict[str, Any]]:
         """Stations connected to this process."""
         return [await view(s) for s in app.services.connections.sessions()]
 
-    @api.get("/api/v1/stations/{station_id}", tags=["stations"],
-             dependencies=[Depends(authorized)], responses={404: {"model": ErrorBody}})
+    @api.get("/api/v1/stations/{station_id}", tags=["stations"], response_model=StationView,
+             dependencies=[Depends(authorized)],
+             responses=documented(_404={"model": ErrorBody, "description": "unknown station"},
+                                  _503=UNAVAILABLE))
     async def get_station(station_id: str) -> dict[str, Any]:
         session = app.services.connections.get(station_id)
         if session is not None:
@@ -132,16 +184,18 @@ def build_api(app: "CsmsApp") -> FastAPI:
     @api.post(
         "/api/v1/stations/{station_id}/calls", tags=["stations"],
         dependencies=[Depends(authorized)], response_model=CallResponse,
-        responses={202: {"model": CommandView, "description": "queued (with queue: true)"},
-                   404: {"model": ErrorBody, "description": "station not connected, or "
-                         "its connection closed before it answered"},
-                   422: {"model": ErrorBody, "description": "payload fails the OCPP schema"},
-                   429: {"model": ErrorBody, "description": "the station's queue is full"},
-                   502: {"model": ErrorBody,
-                         "description": "station answered CALLERROR or an invalid CALLRESULT"},
-                   503: {"model": ErrorBody, "description": "the pod holding the station, "
-                         "or Redis, is unreachable"},
-                   504: {"model": ErrorBody, "description": "station did not answer in time"}},
+        responses=documented(
+            _202={"model": CommandView, "description": "queued (with queue: true)"},
+            _404={"model": ErrorBody, "description": "station not connected, or its "
+                  "connection closed before it answered"},
+            _422={"model": ErrorBody, "description": "the body breaks its schema, or the "
+                  "payload the action's OCPP schema"},
+            _429={"model": ErrorBody, "description": "the station's queue is full"},
+            _502={"model": ErrorBody,
+                  "description": "station answered CALLERROR or an invalid CALLRESULT"},
+            _503={"model": ErrorBody, "description": "the pod holding the station, or "
+                  "Redis, is unreachable"},
+            _504={"model": ErrorBody, "description": "station did not answer in time"}),
     )
     async def call_station(station_id: str, body: CallRequest) -> Any:
         """Send a CALL to a station, wherever it is connected, and return its CALLRESULT
@@ -169,7 +223,9 @@ def build_api(app: "CsmsApp") -> FastAPI:
                             headers={"location": f"/api/v1/commands/{command.id}"})
 
     @api.get("/api/v1/commands/{command_id}", tags=["commands"], response_model=CommandView,
-             dependencies=[Depends(authorized)], responses={404: {"model": ErrorBody}})
+             dependencies=[Depends(authorized)],
+             responses=documented(_404={"model": ErrorBody, "description": "no such command"},
+                                  _503=UNAVAILABLE))
     async def get_command(command_id: str) -> dict[str, Any]:
         """A queued call: queued, sent, answered (with the result), expired or failed."""
         command = await app.services.commands.get(command_id)
