@@ -12,14 +12,20 @@ The seed frames (`seeds.py`) are written into the first corpus folder given.
 """
 
 import asyncio
+import json
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import atheris
+import ocpp
 
 with atheris.instrument_imports(include=["csms"]):
     from csms.handlers import central_system
+    from csms.protocol import schemas
     from csms.protocol.router import RouteTable, tables
     from csms.protocol.session import Session
     from csms.services import Services
@@ -92,12 +98,46 @@ def write_seeds(folder: str) -> None:
                     f.write(encode(version, frame, as_bytes))
 
 
+def _tokens(schema: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        found.update(schema.get("properties", {}))
+        found.update(v for v in schema.get("enum", []) if isinstance(v, str))
+        for value in schema.values():
+            found |= _tokens(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _tokens(value)
+    return found
+
+
+def write_dictionary(path: str) -> None:
+    """libFuzzer's dictionary: the actions, field names and enum values of every version's
+    schemas as JSON strings, so mutations build frames that get past validation."""
+    tokens: set[str] = set()
+    for version in VERSIONS:
+        folder = Path(ocpp.__file__).parent / {"1.6": "v16", "2.0.1": "v201",
+                                              "2.1": "v21"}[version] / "schemas"
+        tokens |= schemas.actions(version)
+        for file in folder.glob("*.json"):
+            tokens |= _tokens(json.loads(file.read_text(encoding="utf-8-sig")))
+    with open(path, "w", encoding="utf-8") as f:
+        for n, token in enumerate(sorted(tokens)):
+            quoted = json.dumps(token).replace("\\", "\\\\").replace('"', '\\"')
+            f.write(f'k{n}="{quoted}"\n')
+
+
 def main() -> None:
-    folders = [a for a in sys.argv[1:] if not a.startswith("-")]
+    argv = list(sys.argv)
+    folders = [a for a in argv[1:] if not a.startswith("-")]
     if folders:
         write_seeds(folders[0])
+    if not any(a.startswith("-dict=") for a in argv):
+        dictionary = os.path.join(tempfile.mkdtemp(prefix="csms-fuzz-"), "ocpp.dict")
+        write_dictionary(dictionary)
+        argv.append(f"-dict={dictionary}")
     harness = Harness()
-    atheris.Setup(sys.argv, harness.run)
+    atheris.Setup(argv, harness.run)
     atheris.Fuzz()
 
 
