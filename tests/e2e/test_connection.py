@@ -141,3 +141,18 @@ async def test_each_disconnect_is_logged_and_counted_with_its_real_reason(
         assert "any disconnected (superseded)" in log and "rpc16 disconnected (evicted)" in log
     finally:
         stop_server(server)
+
+
+async def test_a_deeply_nested_call_is_answered_and_the_connection_stays_up(
+    server: Server,
+) -> None:
+    # The reported frame: 255 levels inside a payload that fails its schema (~530 bytes)
+    # used to crash the connection (1006) without an answer.
+    deep = "[" * 255 + '"x"' + "]" * 255
+    async with websockets.connect(f"{server.ws}/any", subprotocols=["ocpp1.6"]) as ws:
+        await ws.send(f'[2, "deep", "BootNotification", {{"chargePointVendor": {deep}, '
+                      '"chargePointModel": "m"}]')
+        answer = await asyncio.wait_for(ws.recv(), 5)
+        assert answer.startswith('[4,"deep","FormationViolation","frame is nested deeper')
+        await ws.send('[2, "after", "Heartbeat", {}]')
+        assert (await asyncio.wait_for(ws.recv(), 5)).startswith('[3,"after",')
