@@ -148,7 +148,7 @@ class KubeMock:
             emulator.resources[CRD_RESOURCE] = kmock.ResourceInfo(
                 namespaced=True, kind="ChargingStation", singular="chargingstation",
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-                shortnames={"cs"}, subresources={"status"})
+                shortnames={"chst"}, subresources={"status"})
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self._ready.set()

@@ -53,7 +53,7 @@ def crd() -> dict[str, Any]:
             "group": GROUP,
             "scope": "Namespaced",
             "names": {"kind": "ChargingStation", "listKind": "ChargingStationList",
-                      "plural": PLURAL, "singular": "chargingstation", "shortNames": ["cs"],
+                      "plural": PLURAL, "singular": "chargingstation", "shortNames": ["chst"],
                       "categories": ["csms"]},
             "versions": [{
                 "name": VERSION,

@@ -38,7 +38,7 @@ def test_the_crd_passes_kubernetes_validate() -> None:
 
 def test_the_crd_is_structural_and_names_what_kubectl_shows() -> None:
     spec = crd()["spec"]
-    assert spec["names"]["shortNames"] == ["cs"] and spec["scope"] == "Namespaced"
+    assert spec["names"]["shortNames"] == ["chst"] and spec["scope"] == "Namespaced"
     version = spec["versions"][0]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
@@ -79,3 +79,17 @@ def test_bad_resources_fail_the_crd_schema(change: dict[str, Any], field: str) -
     with pytest.raises(jsonschema_rs.ValidationError) as caught:
         jsonschema_rs.validate(schema(), document)
     assert field in str(caught.value)
+
+
+# The short names of the built-in resources of Kubernetes 1.35 (`kubectl api-resources`):
+# a short name of ours among them would never show our resources (`cs` is componentstatuses).
+BUILT_IN_SHORT_NAMES = {
+    "cs", "cm", "ep", "ev", "limits", "ns", "no", "pvc", "pv", "po", "rc", "quota", "sa", "svc",
+    "crd", "crds", "ds", "deploy", "rs", "sts", "hpa", "cj", "csr", "ing", "netpol", "pdb",
+    "pc", "sc", "vac", "ipa", "svccidr", "eps"}
+
+
+def test_no_short_name_is_taken_by_a_built_in_resource() -> None:
+    names = crd()["spec"]["names"]
+    assert not set(names["shortNames"]) & BUILT_IN_SHORT_NAMES
+    assert names["plural"] not in BUILT_IN_SHORT_NAMES
