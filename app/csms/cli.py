@@ -61,7 +61,8 @@ def serve(args: argparse.Namespace) -> int:
     print(f"csms: {count} registered stations"
           f"{' (unknown stations accepted)' if settings.accept_unknown else ''}\n"
           f"csms: stations connect to {scheme}://{host}:{settings.port}/ocpp/{{station_id}}\n"
-          f"csms: API docs at {scheme.replace('ws', 'http')}://{host}:{settings.port}/docs",
+          f"csms: API docs at {scheme.replace('ws', 'http')}://{host}:"
+          f"{settings.internal_port or settings.port}/docs",
           file=sys.stderr, flush=True)
     ping = settings.ping_interval or None
     options: dict[str, Any] = dict(
@@ -84,8 +85,24 @@ def serve(args: argparse.Namespace) -> int:
         # Asked for, not required: profile-2 stations (no certificate) share the port, and
         # each profile-3 station's certificate is required and checked at admission.
         options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
-    uvicorn.run("csms.web.app:app_from_env", **options)
-    return 0
+    return _run(uvicorn.Config("csms.web.app:app_from_env", **options), settings)
+
+
+def _run(config: Any, settings: Settings) -> int:
+    """uvicorn.run, on one socket or, with an internal port, on two (both in every worker)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sockets = [config.bind_socket()]
+    if settings.internal_port is not None:
+        internal = uvicorn.Config(config.app, host=settings.host, port=settings.internal_port)
+        sockets.append(internal.bind_socket())
+    server = uvicorn.Server(config)
+    if config.workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+        return 0
+    server.run(sockets=sockets)
+    return 0 if server.started else 3  # uvicorn's own exit code for a failed start-up
 
 
 def simulate(args: argparse.Namespace) -> int:

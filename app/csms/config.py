@@ -103,6 +103,10 @@ class Settings:
     host: str = _field("0.0.0.0", "interface to listen on",
                        lambda v: None if v.strip() else "a host name or address")
     port: int = _field(9000, "port to listen on", between(1, 65535))
+    internal_port: int | None = _field(
+        None, "a second port for the REST API, /metrics, the probes and /docs; the main port "
+              "then serves only stations (/ocpp/). Unset: one port serves everything",
+        between(1, 65535))
     stations: str | None = _field(None, "ChargingStation manifests: a YAML file or a folder",
                                   existing_path)
     accept_unknown: bool = _field(
@@ -179,7 +183,13 @@ class Settings:
             expected = check(value) if check is not None else None
             if expected is not None:
                 raise SettingsError(_mismatch(f, expected, value))
+        self._check_ports()
         self._check_tls()
+
+    def _check_ports(self) -> None:
+        if self.internal_port == self.port:
+            raise SettingsError(f"CSMS_INTERNAL_PORT: expected a port other than CSMS_PORT "
+                                f"(got {self.internal_port})")
 
     def _check_tls(self) -> None:
         if self.ssl_keyfile and not self.ssl_certfile:

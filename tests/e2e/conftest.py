@@ -100,6 +100,7 @@ class Server:
     log: Path
     log_file: Any
     ca: ssl.SSLContext | None = None  # set when the server speaks TLS: trusts its certificate
+    internal_port: int | None = None  # the API's port, when split from the stations' one
 
     @property
     def ws(self) -> str:
@@ -107,7 +108,8 @@ class Server:
 
     @property
     def http(self) -> str:
-        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
+        """Where the API, the probes and /metrics are."""
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.internal_port or self.port}"
 
     def output(self) -> str:
         return self.log.read_text()
@@ -130,7 +132,8 @@ def start_server(tmp: Path, stations: str = STATIONS, *args: str,
         stdout=log_file, stderr=subprocess.STDOUT,
         env={**os.environ, "CSMS_LOG_LEVEL": "info", **env},
     )
-    server = Server(port, proc, path, log, log_file, ca)
+    internal = int(args[args.index("--internal-port") + 1]) if "--internal-port" in args else None
+    server = Server(port, proc, path, log, log_file, ca, internal)
     def ready() -> bool:
         if proc.poll() is not None:
             log_file.close()

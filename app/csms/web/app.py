@@ -75,6 +75,7 @@ class CsmsApp:
                  builtin: bool) -> None:
         self.settings = settings
         self.services = services
+        self._internal_port = settings.internal_port
         self.tables = tables([*routers, *(central_system(services) if builtin else [])])
         self.metrics = Metrics() if settings.metrics else None
         if self.metrics is not None:
@@ -110,21 +111,37 @@ class CsmsApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         path: str = scope.get("path", "")
-        if kind == "websocket":
-            if path.startswith(OCPP_PREFIX):
+        stations = path.startswith(OCPP_PREFIX)
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif self._internal_port is not None and stations == self._internal(scope):
+            # Split ports: stations only on the main one, everything else only internally.
+            await self._not_here(scope, send)
+        elif kind == "websocket":
+            if stations:
                 await websocket.serve(self, scope, receive, send)
             else:
                 await websocket.deny(scope, send, Rejection(
                     404, "bad_path", f"stations connect to {OCPP_PREFIX}{{station_id}}"))
         elif kind == "http":
-            if path.startswith(OCPP_PREFIX):
+            if stations:
                 await http_frames.serve(self, scope, receive, send)
             elif path == "/metrics" and self.metrics is not None:
                 await self._metrics_app(scope, receive, send)
             else:
                 await self.api(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+
+    def _internal(self, scope: dict[str, Any]) -> bool:
+        server = scope.get("server")
+        return server is not None and server[1] == self._internal_port
+
+    @staticmethod
+    async def _not_here(scope: dict[str, Any], send: Any) -> None:
+        rejection = Rejection(404, "bad_path", "not found on this port")
+        if scope["type"] == "websocket":
+            await websocket.deny(scope, send, rejection)
+        else:
+            await http_frames.respond(send, 404, b"not found on this port\n")
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
