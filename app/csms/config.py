@@ -166,6 +166,10 @@ class Settings:
                                lambda v: None if v.strip() == v else "no surrounding spaces")
     lease: float = _field(30.0, "cluster mode: seconds a station's ownership lasts unrenewed",
                           at_least(1))
+    pod_name: str | None = _field(
+        None, "cluster mode: the prefix of this process's owner id, shown as a station's pod "
+              "(the chart sets the pod's name; unset: the host name)",
+        lambda v: None if v and not any(c.isspace() for c in v) else "a name without spaces")
     gc_young_every: float = _field(0.1, "seconds between young garbage collections", above(0))
     gc_full_every: float = _field(600.0, "seconds between full garbage collections", above(0))
 

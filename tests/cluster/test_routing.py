@@ -182,3 +182,10 @@ async def test_the_redis_command_queue_keeps_order_and_bounds(redis: Redis) -> N
         await store.add(Command.new("CP-2", "Reset", {"type": "Soft"}, 60))
     with pytest.raises(QueueFull):
         await store.add(Command.new("CP-2", "Reset", {"type": "Soft"}, 60))
+
+
+def test_the_owner_id_starts_with_the_pod_name() -> None:
+    from csms.cluster.routing import new_owner_id
+
+    first, second = new_owner_id("csms-central-7d9f-abcde"), new_owner_id("csms-central-7d9f-abcde")
+    assert first.startswith("csms-central-7d9f-abcde-") and first != second

@@ -19,19 +19,17 @@ INTERNAL_PATHS = ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json",
 
 async def check_split(server: Server) -> None:
     public = f"http://127.0.0.1:{server.port}"
-    async with connected(server.ws, "cp16", "1.6") as station:
+    frame = {"content": '[2, "h", "Heartbeat", {}]', "headers": {"OCPP-Version": "ocpp1.6"}}
+    async with connected(server.ws, "cp16", "1.6") as station, httpx.AsyncClient() as client:
         from ocpp.v16 import call as call16
 
         assert (await station.call(call16.Heartbeat())).current_time
         for path in INTERNAL_PATHS:
-            assert httpx.get(public + path).status_code == 404, path
-            assert api(server, "GET", path).status_code == 200, path
-    # HTTP-posted frames are the stations' too.
-    frame = httpx.post(f"{public}/ocpp/cp16", content='[2, "h", "Heartbeat", {}]',
-                       headers={"OCPP-Version": "ocpp1.6"})
-    assert frame.status_code == 200
-    assert httpx.post(f"{server.http}/ocpp/cp16", content='[2, "h", "Heartbeat", {}]',
-                      headers={"OCPP-Version": "ocpp1.6"}).status_code == 404
+            assert (await client.get(public + path)).status_code == 404, path
+            assert (await client.get(server.http + path)).status_code == 200, path
+        # HTTP-posted frames are the stations' too.
+        assert (await client.post(f"{public}/ocpp/cp16", **frame)).status_code == 200
+        assert (await client.post(f"{server.http}/ocpp/cp16", **frame)).status_code == 404
     with pytest.raises(InvalidStatus) as refused:
         async with websockets.connect(f"{server.http.replace('http', 'ws')}/ocpp/cp16",
                                       subprotocols=["ocpp1.6"]):

@@ -33,14 +33,15 @@ def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> Redis:
 
 
 def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
-                   call_timeout: float = 30.0) -> Services:
+                   call_timeout: float = 30.0, owner_prefix: str | None = None) -> Services:
     """Services whose registry, station state, transaction ids, events, command queue and
     call routing live in Redis."""
     redis = connect(url)
     connections = Connections()
     events = RedisEventBus(redis, prefix)
     stations = RedisStationStore(redis, prefix)
-    router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout)
+    router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout,
+                         owner_prefix=owner_prefix)
     services = Services(registry=RedisRegistry(redis, prefix),
                         stations=stations,
                         transactions=RedisTransactionIds(redis, prefix), events=events,

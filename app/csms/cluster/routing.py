@@ -132,14 +132,16 @@ def owner_of(value: Any) -> str:
     return str(value.decode()).split(" ")[0]
 
 
-def new_owner_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+def new_owner_id(prefix: str | None = None) -> str:
+    """Unique per process (each uvicorn worker is an owner); the prefix names the pod."""
+    return f"{prefix or socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class RedisRouter:
     def __init__(self, redis: Redis, prefix: str, connections: Connections,
-                 lease: float = 30.0, call_timeout: float = 30.0) -> None:
-        self.owner_id = new_owner_id()
+                 lease: float = 30.0, call_timeout: float = 30.0,
+                 owner_prefix: str | None = None) -> None:
+        self.owner_id = new_owner_id(owner_prefix)
         self.wake: Callable[[Session], None] = lambda session: None
         self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
         self._redis = redis

@@ -287,7 +287,8 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
         from csms.cluster import redis_services
 
         services = redis_services(settings.redis_url, settings.redis_prefix,
-                                  lease=settings.lease, call_timeout=settings.call_timeout)
+                                  lease=settings.lease, call_timeout=settings.call_timeout,
+                                  owner_prefix=settings.pod_name)
     services = services or Services()
     services.boots = TokenBucket(settings.boot_rate, 2 * settings.boot_rate)
     services.pending_interval = settings.pending_interval
