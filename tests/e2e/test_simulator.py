@@ -39,3 +39,19 @@ def test_a_simulated_fleet_runs_without_errors(tmp_path: Path, version: str) -> 
             in metrics
     finally:
         stop_server(server)
+
+
+def test_check_passes_a_healthy_fleet_and_fails_a_refused_one(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "", "--accept-unknown")
+    try:
+        def simulate(url: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "csms", "simulate", "--url", url, "--stations", "3",
+                 "--duration", "2", "--no-display", "--check"],
+                capture_output=True, text=True, timeout=30)
+
+        assert simulate(server.ws).returncode == 0
+        refused = simulate(server.ws.replace("/ocpp", "/nowhere"))
+        assert refused.returncode == 1 and "the fleet had failures" in refused.stderr
+    finally:
+        stop_server(server)

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -65,4 +66,12 @@ def run(options: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print(json.dumps(summary), file=sys.stdout if options.no_display else sys.stderr)
+    if options.check and not healthy(summary, options.stations):
+        print("csms simulate: the fleet had failures (see the summary)", file=sys.stderr)
+        return 1
     return 0
+
+
+def healthy(summary: dict[str, Any], stations: int) -> bool:
+    return bool(summary["connected"] == stations and summary["refused"] == 0
+                and summary["errors"] == 0 and summary["disconnects"] == 0)

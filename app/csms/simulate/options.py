@@ -21,3 +21,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--no-display", action="store_true",
                    help="no live display; print a JSON summary at the end")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 unless every station stayed connected and every call "
+                        "succeeded (a smoke test, e.g. the chart's helm test)")
