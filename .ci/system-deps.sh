@@ -6,6 +6,12 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ -n "${IMAGE:-}" ]; then  # make image-test: build and run images without a daemon
+  command -v podman >/dev/null || need+=(podman)
+  command -v buildah >/dev/null || need+=(buildah)
+  command -v runc >/dev/null || need+=(runc)
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   sudo_cmd=""
