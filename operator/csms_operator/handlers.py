@@ -28,6 +28,7 @@ from csms.state.credentials import verify_password
 from csms.state.registry import RegistryError, StationEntry, secret_value
 from csms_operator import mapping
 from csms_operator.config import GROUP, PLURAL, VERSION, OperatorConfig
+from csms_operator.kube import KubeApi
 
 BATCH = 500  # stations read from Redis in one pipeline
 
@@ -78,8 +79,6 @@ def now() -> str:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                   **_: Any) -> None:
-    from kubernetes import client, config
-
     from csms.cluster import connect
     from csms_operator.store import Store
 
@@ -91,13 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
         raise kopf.PermanentError(str(exc)) from None
     # Every record of this process from now on, kopf's and the clients' included.
     install(*url_passwords(cfg.redis_url))
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    memo.api = client.ApiClient()
-    memo.core = client.CoreV1Api(memo.api)
-    memo.custom = client.CustomObjectsApi(memo.api)
+    memo.kube = KubeApi.login(settings)
     memo.stations = {}
     memo.redis = connect(cfg.redis_url, max_connections=32)
     await memo.redis.ping()
@@ -114,7 +107,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.status_task.cancel()
     await asyncio.gather(memo.status_task, return_exceptions=True)
     await memo.redis.aclose()
-    memo.api.close()
+    await memo.kube.close()
 
 
 @kopf.on.probe(id="redis")
@@ -123,17 +116,12 @@ async def redis_reachable(memo: kopf.Memo, **_: Any) -> bool:
 
 
 async def read_password(memo: kopf.Memo, namespace: str, ref: tuple[str, str]) -> str | None:
-    from kubernetes.client.exceptions import ApiException
-
     name, key = ref
+    secret = await memo.kube.secret(namespace, name)
+    if secret is None:
+        raise kopf.TemporaryError(f"Secret {name!r} not found", delay=15)
     try:
-        secret = await asyncio.to_thread(memo.core.read_namespaced_secret, name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise kopf.TemporaryError(f"Secret {name!r} not found", delay=15) from None
-        raise
-    try:
-        return secret_value({"data": secret.data or {}}, key)
+        return secret_value({"data": secret.get("data") or {}}, key)
     except RegistryError as exc:
         raise kopf.PermanentError(f"Secret {name!r}: {exc}") from None
 
@@ -303,29 +291,14 @@ async def refresh_all(memo: kopf.Memo) -> int:
 async def post_event(memo: kopf.Memo, resource: dict[str, Any], kind: str, reason: str,
                      message: str) -> None:
     """A Kubernetes Event on the resource (outside a handler, so not through kopf.event)."""
-    from kubernetes import client
-
-    moment = datetime.datetime.now(tz=datetime.UTC)
-    event = client.CoreV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{resource['name']}.",
-                                     namespace=resource["namespace"]),
-        involved_object=client.V1ObjectReference(
-            api_version=f"{GROUP}/{VERSION}", kind="ChargingStation", name=resource["name"],
-            namespace=resource["namespace"], uid=resource["uid"]),
-        type=kind, reason=reason, message=message, count=1, first_timestamp=moment,
-        last_timestamp=moment, source=client.V1EventSource(component="csms-operator"),
-        reporting_component="csms-operator")
-    await asyncio.to_thread(memo.core.create_namespaced_event, resource["namespace"], event)
+    await memo.kube.post_event(
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ChargingStation",
+         "name": resource["name"], "namespace": resource["namespace"], "uid": resource["uid"]},
+        kind, reason, message, component="csms-operator")
 
 
 async def write_status(memo: kopf.Memo, resource: dict[str, Any],
                        status: dict[str, Any]) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        await asyncio.to_thread(memo.custom.patch_namespaced_custom_object_status, GROUP,
-                                VERSION, resource["namespace"], PLURAL, resource["name"],
-                                {"status": status})
-    except ApiException as exc:
-        if exc.status != 404:  # deleted meanwhile: nothing to show
-            raise
+    # A resource deleted meanwhile has nothing to show: patch_status answers False.
+    await memo.kube.patch_status(GROUP, VERSION, PLURAL, resource["namespace"],
+                                 resource["name"], status)
