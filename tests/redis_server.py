@@ -14,13 +14,20 @@ from tests.processes import stop
 class RedisServer:
     """`account` (user, password) makes an ACL user the only way in, as managed Redis does."""
 
-    def __init__(self, folder: Path, account: tuple[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, account: tuple[str, str] | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls` (certificate, key, CA) serves TLS only, as managed Redis does (rediss://)."""
         self.folder = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         login = f"{account[0]}:{account[1]}@" if account else ""
-        self.url = f"redis://{login}127.0.0.1:{self.port}/0"
+        scheme, query = ("rediss", f"?ssl_ca_certs={tls[2]}") if tls else ("redis", "")
+        self.url = f"{scheme}://{login}127.0.0.1:{self.port}/0{query}"
+        self.listen = (["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                        str(tls[0]), "--tls-key-file", str(tls[1]), "--tls-ca-cert-file",
+                        str(tls[2]), "--tls-auth-clients", "no"] if tls
+                       else ["--port", str(self.port)])
         # Each word its own argument: redis-server joins them into one `user` directive.
         self.acl = ["--user", "default", "off", "--user", account[0], "on", f">{account[1]}",
                     "~*", "&*", "+@all"] if account else []
@@ -30,7 +37,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is missing: make test installs it (.ci/system-deps.sh)"
         self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            [binary, "--bind", "127.0.0.1", *self.listen, "--save", "",
              "--appendonly", "no", "--dir", str(self.folder), *self.acl],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
