@@ -305,3 +305,33 @@ def test_the_crd_is_in_crds_and_the_bundled_redis_is_the_official_image(helm: Pa
     (container,) = containers(redis)
     assert container["image"].startswith("docker.io/library/redis:")
     assert "$(REDIS_PASSWORD)" in container["args"]
+
+
+def test_every_key_of_values_yaml_has_a_comment_above_it() -> None:
+    """helm-docs' convention: `# -- text` documents a key and its whole value (a default
+    map or list); a section's own keys each need their comment."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    ancestors: list[tuple[int, bool]] = []  # (indent, documented as a whole value)
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or ":" not in stripped:
+            continue
+        indent = len(line) - len(stripped)
+        while ancestors and ancestors[-1][0] >= indent:
+            ancestors.pop()
+        above = lines[number - 1].strip()
+        if not any(whole for _, whole in ancestors):
+            assert above.startswith("#"), f"values.yaml:{number + 1}: {stripped!r} has no comment"
+        ancestors.append((indent, above.startswith("# --")))
+
+
+def test_every_csms_setting_is_reachable_from_values(helm: Path) -> None:
+    import dataclasses
+
+    from csms.config import Settings, env_key
+
+    args = []
+    for field in dataclasses.fields(Settings):
+        args += ["--set-string", f"central.env.{env_key(field.name)}=x"]
+    config = one(render(helm, *args), "ConfigMap", "-config")["data"]
+    assert all(config[env_key(f.name)] == "x" for f in dataclasses.fields(Settings))
