@@ -31,23 +31,24 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with a 1.6 station connected and answering, so calls can reach it."""
     server = start_server(tmp_path_factory.mktemp("api"), STATIONS, "--api-token", TOKEN,
                           "--call-timeout", "2")
-    stop = threading.Event()
+    loop = asyncio.new_event_loop()
     ready = threading.Event()
+    stop = asyncio.Event()
 
     async def station() -> None:
         async with connected(server.ws, "cp16", "1.6"):
             ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
+            await stop.wait()
 
-    thread = threading.Thread(target=asyncio.run, args=(station(),), daemon=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(station(),), daemon=True)
     thread.start()
     assert ready.wait(10), "the station connected"
     try:
         yield server
     finally:
-        stop.set()
+        loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+        loop.close()
         stop_server(server)
     assert "Traceback" not in server.output()
 
