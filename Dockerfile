@@ -6,7 +6,7 @@ ARG BASE=docker.io/library/debian:bookworm-slim
 FROM ${BASE} AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates binutils \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # A CA bundle for pip where the package index is reached through a TLS-inspecting proxy
@@ -19,9 +19,11 @@ RUN python3 -m venv /opt/csms \
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY operator ./operator
-# Bytecode compiled here, once: the root filesystem is read-only at run time.
+# Bytecode compiled here, once: the root filesystem is read-only at run time. Extension
+# modules lose their symbol tables (uvloop's alone is 13.6 MB with them, 1.6 MB without).
 RUN /opt/csms/bin/pip install --no-deps . \
  && /opt/csms/bin/pip uninstall -y setuptools pip \
+ && find /opt/csms -name '*.so' -exec strip --strip-unneeded {} + \
  && python3 -m compileall -q -j 0 /opt/csms/lib
 
 # Runtime stage: the interpreter and the environment; no compiler, no pip, no cache.
@@ -32,10 +34,12 @@ LABEL org.opencontainers.image.title="csms" \
       org.opencontainers.image.source="https://github.com/csms-dev/csms" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
+# glibc's iconv modules (gconv, 8 MB) serve no Python code: Python has its own codecs.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/* \
+    /usr/lib/x86_64-linux-gnu/gconv /usr/lib/aarch64-linux-gnu/gconv \
  && groupadd --gid 10001 csms \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin csms
 COPY --from=build /opt/csms /opt/csms
