@@ -96,6 +96,24 @@ class Emulator(kmock.KubernetesEmulator):
     async def _serve_delete(self, request: Any) -> Any:
         return (await self._found(request, request.namespace, request.name)).last.raw
 
+    # What real kubectl needs of kmock 0.8 (../shared/proofs/helm-kmock.md): lists that name
+    # their kind and apiVersion, and subresources without the parent's short names (or
+    # kubectl warns that "chst" could also mean chargingstations/status).
+    async def _serve_list(self, request: Any) -> Any:
+        listed = dict(await super()._serve_list(request))
+        resource = request.resource
+        info = self._resources[next(r for r in self._get_resources() if r == resource)]
+        kind = info.kind if info.kind is not None else resource.plural.capitalize()
+        listed["kind"] = f"{kind}List"
+        listed["apiVersion"] = f"{resource.group}/{resource.version}".lstrip("/")
+        return listed
+
+    async def _serve_version(self, request: Any) -> Any:
+        served = dict(await super()._serve_version(request))
+        served["resources"] = [{**r, "shortNames": []} if "/" in r["name"] else r
+                               for r in served["resources"]]
+        return served
+
     def _object(self, request: Any) -> dict[str, Any] | None:
         key = (request.resource, request.namespace, request.name)
         if key in self.objects and not self.objects[key].deleted:
