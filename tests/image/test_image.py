@@ -69,8 +69,10 @@ def make_base_image() -> None:
 def image() -> str:
     make_base_image()
     args = ["build", "--isolation", "chroot", "--network", "host", "-t", IMAGE]
-    ca = os.environ.get("PIP_CERT")  # a TLS-inspecting proxy's CA, where there is one
-    if ca:
+    # The host's CA bundle, for pip inside the build: it trusts what the host trusts (a
+    # TLS-inspecting proxy's CA included, where there is one).
+    ca = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
+    if os.path.exists(ca):
         args += ["--volume", f"{ca}:/etc/ssl/certs/host-ca.crt:ro",
                  "--build-arg", "PIP_CERT=/etc/ssl/certs/host-ca.crt"]
     podman(*args, str(ROOT), timeout=1200)
