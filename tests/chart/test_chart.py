@@ -335,3 +335,12 @@ def test_every_csms_setting_is_reachable_from_values(helm: Path) -> None:
         args += ["--set-string", f"central.env.{env_key(field.name)}=x"]
     config = one(render(helm, *args), "ConfigMap", "-config")["data"]
     assert all(config[env_key(f.name)] == "x" for f in dataclasses.fields(Settings))
+
+
+def test_the_helm_test_trusts_csms_own_certificate_when_it_serves_tls(helm: Path) -> None:
+    docs = scenario(helm, "profile3-passthrough-values.yaml")
+    pod = one(docs, "Pod", "-test")
+    script = pod["spec"]["containers"][0]["args"][0]
+    assert "--url=wss://rel-csms:9000/ocpp --ca-certs=/etc/csms/tls/ca.crt" in script
+    assert {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v} == {
+        "csms-server-tls"}

@@ -30,6 +30,11 @@ apiVersion: csms.dev/v1alpha1
 kind: ChargingStation
 metadata: {name: p3b}
 spec: {securityProfile: 3, protocols: [ocpp2.0.1], authorization: {acceptAll: true}}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: sim-0001}
+spec: {securityProfile: 3, authorization: {acceptAll: true}}
 """
 HEADER = "X-SSL-Client-Subject-DN"
 
@@ -167,7 +172,7 @@ async def test_a_server_that_cannot_verify_certificates_refuses_profile_3(
     tmp_path: Path, pki: Pki,
 ) -> None:
     with tls_server(tmp_path, pki) as server:  # TLS, but no client CA and no header
-        assert "2 security profile 3 stations will be refused" in server.output()
+        assert "3 security profile 3 stations will be refused" in server.output()
         assert await refusal(f"{server.ws}/p3a", ssl=pki.client(pki.stations["p3a"])) == 403
         assert rejections(server) == {"cert_unverifiable": 1}
         async with websockets.connect(f"{server.ws}/tls-only", subprotocols=["ocpp1.6"],
@@ -196,3 +201,24 @@ async def test_profile_3_behind_a_tls_terminating_nginx(tmp_path: Path, pki: Pki
     finally:
         nginx.stop()
         stop_server(csms)
+
+
+def test_csms_simulate_speaks_profile_3_with_a_client_certificate(
+    direct: Server, pki: Pki, tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    pem = tmp_path / "sim-0001.pem"
+    pki.ca.issue_cert("sim-0001.stations.example", common_name="sim-0001") \
+        .private_key_and_cert_chain_pem.write_to_path(str(pem))
+
+    def simulate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "csms", "simulate", "--url", direct.ws, "--prefix", "sim-",
+             "--stations", "1", "--duration", "3", "--no-display", "--check",
+             "--ca-certs", str(pki.ca_file), *extra],
+            capture_output=True, text=True, timeout=60)
+
+    assert simulate("--client-cert", str(pem)).returncode == 0
+    assert simulate().returncode == 1  # no certificate: refused, and --check says so

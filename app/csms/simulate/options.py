@@ -10,6 +10,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-rate", type=float, default=50.0,
                    help="new connections per second")
     p.add_argument("--password", default=None, help="HTTP Basic password (profile 1/2)")
+    p.add_argument("--ca-certs", default=None,
+                   help="CA bundle that the central system's certificate is checked against "
+                        "(wss://; default: the system's)")
+    p.add_argument("--client-cert", default=None,
+                   help="client certificate (PEM) for security profile 3")
+    p.add_argument("--client-key", default=None,
+                   help="its private key, when not in the certificate file")
     p.add_argument("--id-tag", default="TAG-0001", help="token drivers present")
     p.add_argument("--heartbeat", type=float, default=None,
                    help="heartbeat seconds (default: the interval the server gives)")

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import logging
 import random
+import ssl
 import time
 from typing import Any
 
@@ -63,6 +64,16 @@ class SimulatedStation:
         token = base64.b64encode(f"{self.sid}:{self.options.password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
+    def _tls(self, url: str) -> ssl.SSLContext | None:
+        """For wss://: the system's CAs, or --ca-certs (a CSO's own CA), and --client-cert
+        (security profile 3)."""
+        if not url.startswith("wss://"):
+            return None
+        context = ssl.create_default_context(cafile=self.options.ca_certs)
+        if self.options.client_cert:
+            context.load_cert_chain(self.options.client_cert, self.options.client_key)
+        return context
+
     async def run(self) -> None:
         url = f"{self.options.url.rstrip('/')}/{self.sid}"
         backoff = 1.0
@@ -71,7 +82,7 @@ class SimulatedStation:
                 async with websockets.connect(
                     url, subprotocols=[subprotocol(self.version)],  # type: ignore[list-item]
                     additional_headers=self._headers(), open_timeout=30, ping_interval=None,
-                    max_size=None,
+                    max_size=None, ssl=self._tls(url),
                 ) as ws:
                     backoff = 1.0
                     await self._connected(ws)
