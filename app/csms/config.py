@@ -186,7 +186,7 @@ class Settings:
             check = f.metadata["check"]
             expected = check(value) if check is not None else None
             if expected is not None:
-                raise SettingsError(_mismatch(f, expected, value))
+                raise _mismatch(env_key(f.name), expected, value, f.metadata["secret"])
         self._check_ports()
         self._check_tls()
 
@@ -216,10 +216,14 @@ class Settings:
                 raise SettingsError(f"CSMS_SSL_CA_CERTS: expected PEM CA certificates "
                                     f"({_reason(exc)})") from None
 
+    @property
+    def api_tokens(self) -> tuple[str, ...]:
+        """CSMS_API_TOKEN's tokens (comma-separated while one rotates)."""
+        return tuple(t.strip() for t in (self.api_token or "").split(",") if t.strip())
+
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be logged: the API tokens and the Redis password."""
-        tokens = tuple(t.strip() for t in (self.api_token or "").split(",") if t.strip())
-        return tokens + url_passwords(self.redis_url)
+        return self.api_tokens + url_passwords(self.redis_url)
 
     def __repr__(self) -> str:  # never show a secret
         shown = {f.name: _shown(f, getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -254,9 +258,10 @@ def _shown(f: "dataclasses.Field[Any]", value: Any) -> Any:
     return "***"
 
 
-def _mismatch(f: "dataclasses.Field[Any]", expected: str, value: Any) -> str:
-    got = "" if f.metadata["secret"] else f" (got {value!r})"
-    return f"{env_key(f.name)}: expected {expected}{got}"
+def _mismatch(key: str, expected: str, value: Any, secret: bool) -> SettingsError:
+    """`KEY: expected what (got value)`; a secret's value is never repeated."""
+    got = "" if secret else f" (got {value!r})"
+    return SettingsError(f"{key}: expected {expected}{got}")
 
 
 def env_key(name: str) -> str:
@@ -267,18 +272,16 @@ def parse(key: str, raw: str, kind: Any, secret: bool = False) -> Any:
     base = _base(kind)
     if raw == "" and kind != base:
         return None
-    got = "" if secret else f" (got {raw!r})"
     if base is bool:
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(f"{key}: expected true or false{got}")
+        raise _mismatch(key, "true or false", raw, secret)
     try:
         return base(raw)
     except ValueError:
-        raise SettingsError(f"{key}: expected {'an integer' if base is int else 'a number'}"
-                            f"{got}") from None
+        raise _mismatch(key, "an integer" if base is int else "a number", raw, secret) from None
 
 
 def read_setting(env: Mapping[str, str], key: str, kind: Any, default: Any,
@@ -287,8 +290,7 @@ def read_setting(env: Mapping[str, str], key: str, kind: Any, default: Any,
     value = parse(key, env[key], kind, secret) if key in env else default
     expected = check(value) if check is not None and value is not None else None
     if expected is not None:
-        got = "" if secret else f" (got {env.get(key, value)!r})"
-        raise SettingsError(f"{key}: expected {expected}{got}")
+        raise _mismatch(key, expected, env.get(key, value), secret)
     return value
 
 

@@ -117,8 +117,7 @@ def test_one_image_runs_the_operator_and_the_simulator(image: str) -> None:
 @contextlib.contextmanager
 def served(image: str, port: int, internal: int) -> Iterator[str]:
     name = f"csms-image-test-{port}"
-    podman("run", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit",
-           "nproc=1024:1024", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp",
+    podman(*RUN[1:], "-d", "--name", name, "--read-only", "--tmpfs", "/tmp",
            "--network", "host", image, "serve", "--host", "127.0.0.1", "--port", str(port),
            "--internal-port", str(internal), "--accept-unknown", "--drain-spread", "1")
     try:

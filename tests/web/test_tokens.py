@@ -18,7 +18,7 @@ def no_recheck_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_tokens_means_no_auth_and_any_token_means_auth() -> None:
     assert not ApiTokens().required
-    tokens = ApiTokens(f"{OLD}, {NEW}")
+    tokens = ApiTokens([OLD, NEW])
     assert tokens.required
     assert tokens.accepts(OLD) and tokens.accepts(NEW)
     assert not tokens.accepts("") and not tokens.accepts(OLD[:-1]) and not tokens.accepts(
@@ -31,13 +31,13 @@ def test_no_tokens_means_no_auth_and_any_token_means_auth() -> None:
 ])
 def test_only_a_bearer_header_with_a_known_token_passes(header: str | None,
                                                        accepted: bool) -> None:
-    assert ApiTokens(OLD).accepts_header(header) is accepted
+    assert ApiTokens([OLD]).accepts_header(header) is accepted
 
 
 def test_the_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text(f"{OLD}\n")
-    tokens = ApiTokens(OTHER, str(path))
+    tokens = ApiTokens([OTHER], str(path))
     assert tokens.accepts(OLD) and tokens.accepts(OTHER) and not tokens.accepts(NEW)
     path.write_text(f"{OLD}\n{NEW}\n")  # rotation, step 1: both
     assert tokens.accepts(NEW) and tokens.accepts(OLD)
@@ -48,7 +48,7 @@ def test_the_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
 def test_a_vanished_token_file_keeps_the_tokens_in_force(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text(f"{OLD}\n")
-    tokens = ApiTokens(None, str(path))
+    tokens = ApiTokens((), str(path))
     os.remove(path)  # a Secret being swapped
     assert tokens.accepts(OLD)
 
@@ -56,7 +56,7 @@ def test_a_vanished_token_file_keeps_the_tokens_in_force(tmp_path: Path) -> None
 def test_an_empty_token_file_refuses_everything(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text("\n")
-    tokens = ApiTokens(None, str(path))
+    tokens = ApiTokens((), str(path))
     assert tokens.required and not tokens.accepts("") and not tokens.accepts(OLD)
 
 
@@ -66,5 +66,5 @@ def test_a_token_read_from_the_file_is_never_logged(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     secret = "file-only-token-Kx82mQ"
     path.write_text(secret + "\n")
-    ApiTokens(None, str(path))
+    ApiTokens((), str(path))
     assert secret not in REDACTOR.redact(f"a message with {secret} in it")

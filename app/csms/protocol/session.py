@@ -167,14 +167,13 @@ class Session:
         elif kind == frames.CALLRESULTERROR and self.version == V21:
             self._on_result_error(frame)
         else:
-            message_id = frame[1] if len(frame) > 1 and frames.valid_id(frame[1]) else "-1"
-            self._reply_error(
-                message_id,
-                RpcError(
-                    ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED,
-                    f"message type {kind} is not supported on OCPP {self.version}",
-                ),
-            )
+            self._unsupported_type(frame)
+
+    def _unsupported_type(self, frame: list[Any]) -> None:
+        message_id = frame[1] if len(frame) > 1 and frames.valid_id(frame[1]) else "-1"
+        self._reply_error(message_id, RpcError(
+            ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED,
+            f"message type {frame[0]} is not supported on OCPP {self.version}"))
 
     def _on_too_deep(self, frame: list[Any]) -> None:
         """A frame nested beyond `max_depth`: refused like a malformed one, never walked."""
@@ -197,9 +196,7 @@ class Session:
                              kind, self.max_depth)
             self._observe(self._hooks.unexpected, self.version, "too_deep")
         else:
-            self._reply_error(message_id, RpcError(
-                ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED,
-                f"message type {kind} is not supported on OCPP {self.version}"))
+            self._unsupported_type(frame)
 
     def _on_call(self, frame: list[Any]) -> None:
         if len(frame) < 2 or not frames.valid_id(frame[1]):

@@ -84,7 +84,7 @@ class CsmsApp:
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
         install(*settings.secrets())  # in every worker, and when csms is embedded
-        self.tokens = ApiTokens(settings.api_token, settings.api_token_file)
+        self.tokens = ApiTokens(settings.api_tokens, settings.api_token_file)
         self.credentials = VerifiedCache()
         header = settings.client_cert_header
         self.certificates = ClientCertificates(

@@ -24,18 +24,14 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def split_tokens(text: str, separator: str) -> list[str]:
-    return [t.strip() for t in text.split(separator) if t.strip()]
-
-
 def read_token_file(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
-        return split_tokens(f.read(), "\n")
+        return [t.strip() for t in f if t.strip()]
 
 
 class ApiTokens:
-    def __init__(self, inline: str | None = None, file: str | None = None) -> None:
-        self._inline = [_digest(t) for t in split_tokens(inline or "", ",")]
+    def __init__(self, inline: Iterable[str] = (), file: str | None = None) -> None:
+        self._inline = [_digest(t) for t in inline]
         self._file = file
         self._from_file: list[bytes] = []
         self._stamp: tuple[int, int, int] | None = None

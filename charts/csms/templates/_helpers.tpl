@@ -91,6 +91,11 @@ true
 {{- default (printf "%s-api" (include "csms.fullname" .)) .Values.api.existingSecret }}
 {{- end }}
 
+{{/* The key of the API tokens in that Secret. */}}
+{{- define "csms.apiTokenKey" -}}
+{{- .Values.api.existingSecret | empty | ternary "tokens" .Values.api.existingSecretKey }}
+{{- end }}
+
 {{/* The operator's ServiceAccount. */}}
 {{- define "csms.operatorServiceAccount" -}}
 {{- if .Values.operator.rbac.create -}}
