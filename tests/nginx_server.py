@@ -1,5 +1,7 @@
 """A real nginx in front of several pods, with the sticky hashing the chart's ingress uses
-(`hash $request_uri consistent`), started and stopped by the tests."""
+(`hash $request_uri consistent`), started, reloaded with new pods, and stopped by the tests.
+A `Route` holds what an Ingress's rule and annotations set (tests/chart/cluster.py reads it
+from the chart's Ingress)."""
 
 import os
 import shutil
@@ -27,25 +29,38 @@ http {{
   scgi_temp_path {dir}/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream pods {{
-    hash $request_uri consistent;
+    hash {hash_by} consistent;
 {servers}
   }}
   server {{
     listen 127.0.0.1:{port}{tls};
-    location / {{{tls_headers}
+    location {path} {{{tls_headers}
       proxy_pass http://pods;
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
-      proxy_read_timeout 3600s;
-      # A dead or draining pod: the station's connect goes on to the next one.
-      proxy_next_upstream error timeout http_503;
+      proxy_read_timeout {read_timeout}s;
+      proxy_send_timeout {send_timeout}s;
+      proxy_next_upstream {next_upstream};
       proxy_connect_timeout 2s;
     }}
   }}
 }}
 """
+
+
+@dataclass(frozen=True)
+class Route:
+    """The location and proxy settings: by default those of the chart's Ingress."""
+
+    path: str = "/"
+    hash_by: str = "$request_uri"
+    read_timeout: int = 3600
+    send_timeout: int = 3600
+    # A dead or draining pod: the station's connect goes on to the next one.
+    next_upstream: str = "error timeout http_503"
+
 
 
 def free_port() -> int:
@@ -76,19 +91,36 @@ class Termination:
 
 class Nginx:
     def __init__(self, folder: Path, upstream_ports: list[int],
-                 tls: Termination | None = None) -> None:
+                 tls: Termination | None = None, route: Route = Route()) -> None:
         self.folder = folder
         self.port = free_port()
-        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
-                            for p in upstream_ports)
-        user = "user root;" if os.geteuid() == 0 else ""
         self.config = folder / "nginx.conf"
         self.tls = tls
+        self.route = route
+        self._write(upstream_ports)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _write(self, upstream_ports: list[int]) -> None:
+        # No pods: nginx needs a server in an upstream; a down one makes it answer 502.
+        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;"
+                            for p in upstream_ports) or "    server 127.0.0.1:1 down;"
+        user = "user root;" if os.geteuid() == 0 else ""
+        tls = self.tls
         self.config.write_text(CONFIG.format(
-            user=user, dir=folder, port=self.port, servers=servers,
+            user=user, dir=self.folder, port=self.port, servers=servers,
+            hash_by=self.route.hash_by, path=self.route.path,
+            read_timeout=self.route.read_timeout, send_timeout=self.route.send_timeout,
+            next_upstream=self.route.next_upstream,
             tls=TLS.format(cert=tls.cert, key=tls.key, ca=tls.ca) if tls else "",
             tls_headers=TLS_HEADERS.format(header=tls.header) if tls else ""))
-        self.proc: subprocess.Popen[bytes] | None = None
+
+    def reload(self, upstream_ports: list[int]) -> None:
+        """New pods, as an ingress controller applies changed endpoints: open connections
+        stay with the old worker until they close."""
+        self._write(upstream_ports)
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        subprocess.run([binary, "-c", str(self.config), "-p", str(self.folder), "-s", "reload"],
+                       check=True, capture_output=True, timeout=10)
 
     @property
     def ws(self) -> str:

@@ -167,6 +167,8 @@ def test_the_central_pods_keep_every_promise(helm: Path) -> None:
     annotations = central["spec"]["template"]["metadata"]["annotations"]
     assert {"checksum/config", "checksum/api"} <= set(annotations)
     assert central["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    # The next old pod is taken only after the previous one has finished draining.
+    assert central["spec"]["minReadySeconds"] >= pause + float(config["CSMS_DRAIN_SPREAD"])
     assert [t["topologyKey"] for t in spec["topologySpreadConstraints"]] == [
         "kubernetes.io/hostname", "topology.kubernetes.io/zone"]
     assert {v["mountPath"] for v in container["volumeMounts"]} >= {"/tmp"}

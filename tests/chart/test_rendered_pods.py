@@ -3,8 +3,8 @@ kubelet from `helm template` output, wired only by what the chart renders (setti
 generated Redis password, the API token file, the pod name, the split ports)."""
 
 import asyncio
-import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 from ocpp.v201 import call as call201
@@ -12,7 +12,6 @@ from ocpp.v201 import call as call201
 from tests import k8s_tools
 from tests.chart.kubelet import Objects, Pod
 from tests.chart.test_chart import CHART, render
-from tests.e2e.conftest import free_port
 from tests.e2e.stations import connected
 
 TOKEN = "an-evaluation-token-0123456789"
@@ -23,16 +22,16 @@ async def test_the_rendered_central_pods_serve_share_redis_and_drain(tmp_path: P
     objects = Objects(render(helm, "-f", str(CHART / "ci" / "bundled-redis-values.yaml"),
                              "--set", "operator.enabled=false", "--set", "tests.enabled=false",
                              "--set-string", "central.env.CSMS_ACCEPT_UNKNOWN=true"))
-    redis_port = free_port()
-    services = {"rel-csms-redis:6379": f"127.0.0.1:{redis_port}"}
-    redis_server = shutil.which("redis-server")
-    assert redis_server
-    redis = Pod(objects, "rel-csms-redis", "rel-csms-redis-0", tmp_path, {}, services,
-                command=[redis_server, "--bind", "127.0.0.1", "--port", str(redis_port),
-                         "--dir", str(tmp_path)]).start()
-    pods = [Pod(objects, "rel-csms-central", f"rel-csms-central-7d9f-{n}", tmp_path,
-                {9000: free_port(), 9001: free_port()}, services) for n in ("a", "b")]
+    def spec(deployment: str) -> dict[str, Any]:
+        return objects.get("Deployment", deployment)["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+    redis = Pod("rel-csms-redis-0", spec("rel-csms-redis"), objects, tmp_path, {}).start()
+    # The Service's address, straight to its one pod (tests/chart/cluster.py has a kube-proxy).
+    services = {"rel-csms-redis:6379": f"127.0.0.1:{redis.ports[6379]}"}
+    pods = [Pod(f"rel-csms-central-7d9f-{n}", spec("rel-csms-central"), objects, tmp_path,
+                services) for n in ("a", "b")]
     try:
+        redis.ready()
         for pod in pods:
             pod.start()
         for pod in pods:

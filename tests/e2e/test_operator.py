@@ -283,6 +283,7 @@ def test_the_liveness_endpoint_checks_redis(world: World) -> None:
 
 def test_a_thousand_resources_reconcile_without_errors(world: World) -> None:
     names = [f"bulk-{n:04d}" for n in range(1000)]
+    world.core.create_namespace({"metadata": {"name": "bulk"}})
     started = time.monotonic()
     for name in names:
         world.create(name, {"authorization": {"acceptAll": True}}, namespace="bulk")
