@@ -183,6 +183,27 @@ def _version_order(version: str) -> tuple[int, int, int]:
     return (rank, -int(major), -int(minor or 0))
 
 
+def _age(timestamp: Any) -> Any:
+    """A date cell as the API server renders it for `kubectl get`: 42s, 5m3s, 3h, 2d4h."""
+    if not isinstance(timestamp, str):
+        return timestamp
+    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.UTC)
+    seconds = max(int((datetime.datetime.now(tz=datetime.UTC) - then).total_seconds()), 0)
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    return f"{days}d{hours % 24}h" if days < 8 and hours % 24 else f"{days}d"
+
+
 def _lookup(obj: Any, path: str) -> Any:
     """A printer column's value: `.status.connected` (simple JSONPath field chains)."""
     for part in path.strip(".").split("."):
@@ -332,8 +353,9 @@ class Emulator(kmock.KubernetesEmulator):
                 *({"name": c["name"], "type": c["type"], "format": c.get("format", ""),
                    "priority": c.get("priority", 0), "description": c.get("description", "")}
                   for c in columns)],
-            "rows": [{"cells": [obj["metadata"]["name"],
-                                *(_lookup(obj, c["jsonPath"]) for c in columns)],
+            "rows": [{"cells": [obj["metadata"]["name"], *(
+                _age(_lookup(obj, c["jsonPath"])) if c["type"] == "date"
+                else _lookup(obj, c["jsonPath"]) for c in columns)],
                       "object": {"apiVersion": "meta.k8s.io/v1",
                                  "kind": "PartialObjectMetadata",
                                  "metadata": obj["metadata"]}} for obj in objects],

@@ -33,8 +33,7 @@ def test_kubectl_finds_stations_by_their_short_name(
 ) -> None:
     station = ("apiVersion: csms.dev/v1alpha1\nkind: ChargingStation\n"
                "metadata: {name: cp-kubectl, namespace: default}\nspec: {}\n")
-    # The emulator has no OpenAPI document yet (helm install will need one: issue 10).
-    created = run(kubectl, "create", "--validate=false", "-f", "-", stdin=station)
+    created = run(kubectl, "create", "-f", "-", stdin=station)
     assert created.returncode == 0, created.stderr
     listed = run(kubectl, "get", "chst", "-o", "name")
     assert listed.returncode == 0 and listed.stdout.split() == [
