@@ -150,11 +150,12 @@ class Pod:
         def expand(arg: str) -> str:
             return self._rewrite(_REFERENCE.sub(lambda m: env.get(m.group(1), m.group(0)), arg))
 
-        command = self.container.get("command")
-        if command is None:
-            assert self.entrypoint is not None, f"no entrypoint for {self.container['image']}"
-            command = self.entrypoint(self)
-        return [expand(a) for a in [*command, *self.container.get("args", [])]]
+        args = [expand(a) for a in self.container.get("args", [])]
+        if "command" in self.container:
+            return [expand(a) for a in self.container["command"]] + args
+        # The image's entrypoint is this machine's program: nothing in it to rewrite.
+        assert self.entrypoint is not None, f"no entrypoint for {self.container['image']}"
+        return self.entrypoint(self) + args
 
     def start(self) -> "Pod":
         self._mount()

@@ -84,6 +84,14 @@ class World:
             assert done.returncode == 0, f"{tool} {' '.join(args)}:\n{done.stdout}{done.stderr}"
         return done
 
+    async def until(self, check: Any, timeout: float) -> None:
+        """`eventually`, failing at once if the cluster's controllers failed."""
+        def checked() -> Any:
+            assert self.cluster.failure is None, self.cluster.failure
+            return check()
+
+        await eventually(checked, timeout)
+
     @property
     def ingress(self) -> str:
         nginx, _ = self.cluster.ingresses["rel-csms"]
@@ -152,7 +160,7 @@ async def test_helm_install_upgrade_test_and_uninstall(world: World) -> None:
         return len(listed["items"]) == FLEET + 4 and all(
             item.get("status", {}).get("stationId") for item in listed["items"])
 
-    await eventually(registered, 60)
+    await world.until(registered, 60)
 
     stats = Stats()
     runner = simulated_fleet(world, stats)
@@ -180,16 +188,16 @@ async def test_helm_install_upgrade_test_and_uninstall(world: World) -> None:
                         pass
                 assert refused.value.response.status_code in (401, 403, 404)
 
-            await eventually(lambda: stats.connected == FLEET, 60)
+            await world.until(lambda: stats.connected == FLEET, 60)
             total = FLEET + 3
-            await eventually(lambda: all(v["connected"] for v in world.views()), 30)
+            await world.until(lambda: all(v["connected"] for v in world.views()), 30)
 
             async def shown_connected() -> bool:
                 table = (await world.run("kubectl", "get", "chst")).stdout.splitlines()
                 rows = [line.split() for line in table[1:]]
                 return sum(row[2] == "true" for row in rows if len(row) > 2) == total
 
-            await eventually(shown_connected, 30)
+            await world.until(shown_connected, 30)
 
             # A changed setting: new checksums, a rollout one pod at a time.
             calls_before = stats.calls
@@ -208,7 +216,7 @@ async def test_helm_install_upgrade_test_and_uninstall(world: World) -> None:
             return sorted(r.terminated for r in world.cluster.finished
                           if r.pod.name in first_pods and r.terminated)
 
-        await eventually(lambda: len(drained()) == 2, 60)
+        await world.until(lambda: len(drained()) == 2, 60)
         (_, first_end), (second_start, _) = drained()
         assert first_end <= second_start, drained()
         for name in first_pods:
@@ -216,7 +224,7 @@ async def test_helm_install_upgrade_test_and_uninstall(world: World) -> None:
             assert "disconnected (draining)" in log
 
         # Every station is back, on the new pods, and the fleet kept working.
-        await eventually(lambda: stats.connected == FLEET, 60)
+        await world.until(lambda: stats.connected == FLEET, 60)
         fleet_views = [v for v in world.views() if v["id"].startswith("fleet-")]
         assert len(fleet_views) == FLEET and all(
             v["connected"] and any(v["pod"].startswith(f"{p}-") for p in second_pods)
@@ -233,7 +241,7 @@ async def test_helm_install_upgrade_test_and_uninstall(world: World) -> None:
     left = await world.run("kubectl", "get", "deployments,services,configmaps,secrets", "-o",
                            "name")
     assert left.stdout.split() == ["secret/cs-0002-auth", "secret/fleet-auth"], left.stdout
-    await eventually(lambda: not world.cluster.replicas, 60)
+    await world.until(lambda: not world.cluster.replicas, 60)
     # The CRD and the stations applied by kubectl stay (helm keeps crds/ by design).
     kept = await world.run("kubectl", "get", "chst", "-o", "name")
     assert len(kept.stdout.split()) == FLEET + 4
