@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from csms.observability.counters import bump
+from csms.observability.tracing import Tracing, outcome_of, use_span
 from csms.protocol.session import Session
 from csms.state.calls import Outcome, call_session, not_connected
 from csms.state.connections import SUPERSEDED, Connections
@@ -142,6 +143,7 @@ class RedisRouter:
                  lease: float = 30.0, call_timeout: float = 30.0,
                  owner_prefix: str | None = None) -> None:
         self.owner_id = new_owner_id(owner_prefix)
+        self.tracing: Tracing | None = None
         self.wake: Callable[[Session], None] = lambda session: None
         self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
         self._redis = redis
@@ -293,18 +295,29 @@ class RedisRouter:
         session = self._connections.get(station_id)
         if session is not None:
             return await call_session(session, action, payload, timeout)
-        outcome = await self._call_elsewhere(station_id, action, payload, timeout)
+        if self.tracing is None:
+            outcome = await self._call_elsewhere(station_id, action, payload, timeout)
+        else:
+            span = self.tracing.route(station_id, action)
+            with use_span(span, end_on_exit=True):
+                outcome = await self._call_elsewhere(station_id, action, payload, timeout,
+                                                     self.tracing.inject(span))
+                outcome_of(span, outcome.status)
         bump("csms_routed_calls", str(outcome.status))
         return outcome
 
     async def _call_elsewhere(self, station_id: str, action: str, payload: dict[str, Any],
-                              timeout: float | None) -> Outcome:
+                              timeout: float | None,
+                              trace: dict[str, str] | None = None) -> Outcome:
         timeout = self._call_timeout if timeout is None else timeout
         request_id = uuid.uuid4().hex
-        message = json.dumps({
+        call: dict[str, Any] = {
             "kind": "call", "id": request_id, "station": station_id, "action": action,
             "payload": payload, "timeout": timeout, "deadline": time.time() + timeout,
-            "from": self.owner_id})
+            "from": self.owner_id}
+        if trace:
+            call["trace"] = trace  # W3C trace context: the owner's spans join this trace
+        message = json.dumps(call)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
@@ -396,12 +409,21 @@ class RedisRouter:
         remaining = message["deadline"] - time.time()
         if remaining <= 0:
             return  # the caller has given up and answered its client already
+        span = None if self.tracing is None else self.tracing.routed(
+            message.get("trace", {}), message["station"], message["action"], message["from"])
         session = self._connections.get(message["station"])
         if session is None:
             outcome = not_connected(message["station"])
-        else:
+        elif span is None:
             outcome = await call_session(session, message["action"], message["payload"],
                                          min(message["timeout"], remaining))
+        else:  # the station's CALL is a child of the routed span
+            with use_span(span):
+                outcome = await call_session(session, message["action"], message["payload"],
+                                             min(message["timeout"], remaining))
+        if span is not None:
+            outcome_of(span, outcome.status)
+            span.end()
         try:
             await self._push(message["from"], {"kind": "reply", "id": message["id"],
                                                **outcome.to_json()})

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from csms.observability.redaction import install
+from csms.observability.tracing import log_ids
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,6 +21,9 @@ class JsonFormatter(logging.Formatter):
         station = getattr(record, "station", None)
         if station is not None:
             entry["station"] = station
+        ids = log_ids()  # the span current where the line was logged: logs join traces
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             if not record.exc_text:  # cached there, redacted on the way (see redaction)
                 record.exc_text = self.formatException(record.exc_info)

@@ -7,6 +7,7 @@ station (OCPP-J §4.1.1), the rest wait in order on a FIFO lock.
 """
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import os
@@ -58,6 +59,21 @@ class SessionHooks(Protocol):
         """A frame that matched nothing: a late reply, an unknown id, a malformed reply."""
 
 
+class TracedCall(Protocol):
+    def end(self, error: str | None = None) -> None:
+        """The call is over: None when it succeeded, else the CALLERROR code or why not."""
+
+
+class CallTracer(Protocol):
+    """Spans around calls (csms.observability.tracing); the session knows no tracing API."""
+
+    def inbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
+        """A station's CALL or SEND begins; its span is current until it ends."""
+
+    def outbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
+        """Our CALL to the station begins."""
+
+
 class NoHooks:
     def inbound(self, version: str, action: str, outcome: str, seconds: float) -> None:
         pass
@@ -82,9 +98,9 @@ class _Pending:
 
 
 class Session:
-    __slots__ = ("_call_lock", "_hooks", "_pending", "_send", "_table", "_tasks", "call_timeout",
-                 "close_label", "closed", "connected_at", "context", "last_message_at",
-                 "max_depth", "station_id", "version")
+    __slots__ = ("_call_lock", "_hooks", "_pending", "_send", "_table", "_tasks", "_tracer",
+                 "call_timeout", "close_label", "closed", "connected_at", "context",
+                 "last_message_at", "max_depth", "station_id", "trace_link", "version")
 
     def __init__(
         self,
@@ -97,12 +113,15 @@ class Session:
         hooks: SessionHooks | None = None,
         call_timeout: float = 30.0,
         max_depth: int = frames.DEFAULT_MAX_DEPTH,
+        tracer: CallTracer | None = None,
     ) -> None:
         self.station_id = station_id
         self.version = version
         self._table = table
         self._send = send
         self._hooks: SessionHooks = hooks or NoHooks()
+        self._tracer = tracer
+        self.trace_link: Any = None  # the handshake's span context, which call spans link to
         self.call_timeout = call_timeout
         self.max_depth = max_depth
         self.context = Context(station_id, version, self, station)
@@ -118,6 +137,10 @@ class Session:
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         return self.context.log
+
+    @property
+    def known_actions(self) -> frozenset[str]:
+        return self._table.known
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         task = run_eagerly(coro)
@@ -213,11 +236,17 @@ class Session:
             self._reply_error(message_id, RpcError(
                 ErrorCode.FORMAT_VIOLATION, "payload is not a JSON object"))
             return
-        self._run(self._handle_call(message_id, frame[2], frame[3]))
+        if self._tracer is None:
+            self._run(self._handle_call(message_id, frame[2], frame[3]))
+        else:  # its span is current in a context of its own (and its task's copy of it)
+            contextvars.copy_context().run(
+                self._run, self._handle_call(message_id, frame[2], frame[3]))
 
     async def _handle_call(self, message_id: str, action: str, payload: Payload) -> None:
         # One coroutine per CALL, run eagerly: validation, handler, reply, metrics, events.
         start = time.perf_counter()
+        traced = None if self._tracer is None else self._tracer.inbound(self, action,
+                                                                          message_id)
         route = self._table.routes.get(action)
         try:
             if route is None:
@@ -237,12 +266,13 @@ class Session:
             response = self._checked(route, result)
             reply = frames.result(message_id, response)
         except RpcError as exc:
-            await self._refuse(message_id, action, exc, start)
+            await self._refuse(message_id, action, exc, start, traced)
             return
         except Exception:  # ours, e.g. a response orjson cannot serialize: still one answer
             self.log.exception("%s could not be answered", action[:64])
             await self._refuse(message_id, action,
-                               RpcError(ErrorCode.INTERNAL_ERROR, "internal error"), start)
+                               RpcError(ErrorCode.INTERNAL_ERROR, "internal error"), start,
+                               traced)
             return
         if self.closed is None:  # inline _write: one coroutine less per message
             try:
@@ -252,12 +282,15 @@ class Session:
         try:
             self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
             self._hooks.accepted(self.station_id, self.version, action, payload)
+            if traced is not None:
+                traced.end()
         except Exception:  # answered already: a failing observer must not end the session
             self.log.exception("reporting %s failed", action)
         for hook in route.afters:
             self._run(self._after(hook, payload, response))
 
-    async def _refuse(self, message_id: str, action: str, error: RpcError, start: float) -> None:
+    async def _refuse(self, message_id: str, action: str, error: RpcError, start: float,
+                      traced: TracedCall | None) -> None:
         code = error.code.wire(self.version)
         try:
             text = frames.error(message_id, code, error.description, error.details)
@@ -267,6 +300,8 @@ class Session:
         await self._write(text)
         self._observe(self._hooks.inbound, self.version, self._label(action), code,
                       time.perf_counter() - start)
+        if traced is not None:
+            self._observe(traced.end, code)
 
     def _label(self, action: str) -> str:
         # Action names a station invents must not become metric series of their own.
@@ -309,10 +344,16 @@ class Session:
                 or type(frame[3]) is not dict):
             self._observe(self._hooks.unexpected, self.version, "malformed_send")
             return
-        self._run(self._handle_send(frame[2], frame[3]))
+        if self._tracer is None:
+            self._run(self._handle_send(frame[1], frame[2], frame[3]))
+        else:
+            contextvars.copy_context().run(
+                self._run, self._handle_send(frame[1], frame[2], frame[3]))
 
-    async def _handle_send(self, action: str, payload: Payload) -> None:
+    async def _handle_send(self, message_id: str, action: str, payload: Payload) -> None:
         start = time.perf_counter()
+        traced = None if self._tracer is None else self._tracer.inbound(self, action,
+                                                                          message_id)
         route = self._table.routes.get(action)
         try:
             if route is None:
@@ -331,10 +372,14 @@ class Session:
             self.log.warning("SEND %s dropped: %s", action[:64], exc)
             self._observe(self._hooks.inbound, self.version, self._label(action),
                           exc.code.wire(self.version), time.perf_counter() - start)
+            if traced is not None:
+                self._observe(traced.end, exc.code.wire(self.version))
             return
         try:
             self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
             self._hooks.accepted(self.station_id, self.version, action, payload)
+            if traced is not None:
+                traced.end()
         except Exception:
             self.log.exception("reporting %s failed", action)
 
@@ -413,6 +458,8 @@ class Session:
             message_id = next_message_id()
             future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
             self._pending = _Pending(message_id, action, future)
+            traced = None if self._tracer is None else self._tracer.outbound(self, action,
+                                                                               message_id)
             outcome = "ok"
             try:
                 try:
@@ -437,6 +484,8 @@ class Session:
                 self._pending = None
                 self._observe(self._hooks.outbound, self.version, action, outcome,
                               time.perf_counter() - start)
+                if traced is not None:
+                    self._observe(traced.end, None if outcome == "ok" else outcome)
 
     async def send_unconfirmed(self, action: str, payload: Payload) -> None:
         if self.version != V21:

@@ -68,6 +68,8 @@ class CallRouter(Protocol):
     """
 
     owner_id: str
+    # The process's tracing (csms.observability.tracing), set at start-up; None when off.
+    tracing: Any
     # Called with a session that is ours and may have queued commands to deliver.
     wake: Callable[[Session], None]
     # Called with control messages for stations held here ("evict", "configure").
@@ -102,6 +104,7 @@ class LocalRouter:
     def __init__(self, connections: Connections, owner_id: str = "local") -> None:
         self.owner_id = owner_id
         self._connections = connections
+        self.tracing: Any = None  # calls stay in this process: the session traces them
         self.wake: Callable[[Session], None] = _ignore
         self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
 

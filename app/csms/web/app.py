@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from csms.config import Settings
 from csms.handlers import central_system
 from csms.handlers.provisioning import push_configuration
+from csms.observability import tracing
 from csms.observability.counters import Counters
 from csms.observability.metrics import Metrics
 from csms.observability.redaction import install
@@ -83,6 +84,7 @@ class CsmsApp:
             self.metrics.registry.register(Counters())
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
+        self.tracing: tracing.Tracing | None = None  # configured at start-up, per process
         install(*settings.secrets())  # in every worker, and when csms is embedded
         self.tokens = ApiTokens(settings.api_tokens, settings.api_token_file)
         self.credentials = VerifiedCache()
@@ -128,6 +130,8 @@ class CsmsApp:
                 await http_frames.serve(self, scope, receive, send)
             elif path == "/metrics" and self.metrics is not None:
                 await self._metrics_app(scope, receive, send)
+            elif self.tracing is not None:
+                await self.tracing.serve_http(self.api, scope, receive, send)
             else:
                 await self.api(scope, receive, send)
 
@@ -147,6 +151,9 @@ class CsmsApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Here, not at import: each worker process has its own exporter thread.
+                self.tracing = tracing.configure()
+                self.services.router.tracing = self.tracing
                 for version in VERSIONS:
                     schemas.warm(version)
                 for resource in self.services.resources:
@@ -175,6 +182,8 @@ class CsmsApp:
                     self._gc_task.cancel()
                 for resource in reversed(self.services.resources):
                     await resource.close()
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.shutdown)  # the last spans out
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

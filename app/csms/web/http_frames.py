@@ -87,7 +87,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
 
     session = HttpSession(sid, version, app.tables[version], collect, station=entry,
                           hooks=app.hooks, call_timeout=app.settings.call_timeout,
-                          max_depth=app.settings.max_depth)
+                          max_depth=app.settings.max_depth, tracer=app.tracing)
     session.receive(body)
     await session.idle()
     if replies:

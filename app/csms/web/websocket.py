@@ -4,6 +4,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from csms.observability import tracing
 from csms.protocol.session import Session
 from csms.protocol.versions import subprotocol
 from csms.web.handshake import Rejection, admit, choose_version, retry_later, station_id
@@ -59,9 +60,10 @@ class _Socket:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
+async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any, span: Any = None
                      ) -> tuple[str, Any, str] | None:
-    """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open."""
+    """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open.
+    `span`, when tracing, gets the outcome."""
     metrics = app.metrics
     sid: str | None = None
     try:
@@ -78,6 +80,8 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
         if rejection.status in (401, 403) and sid is not None:  # a registered station
             app.services.presence.rejected(sid, rejection.reason)
         logger.info("handshake refused (%s): %s", rejection.status, rejection.message)
+        if span is not None:
+            tracing.refused(span, sid, rejection.reason, rejection.status)
         await deny(scope, send, rejection)
         return None
     offered = scope.get("subprotocols") or []
@@ -87,18 +91,28 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any
         if metrics:
             metrics.rejections.labels("no_subprotocol").inc()
         logger.info("%s offered %s; none is allowed", sid, offered)
+        if span is not None:
+            tracing.refused(span, sid, "no_subprotocol", 101)
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": 1002,
                     "reason": "no agreed OCPP subprotocol"})
         return None
     await send({"type": "websocket.accept", "subprotocol": subprotocol(version)})
+    if span is not None:
+        tracing.admitted(span, sid, version)
     return sid, entry, version
 
 
 async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    admitted = await _handshake(app, scope, send)
+    traces = app.tracing
+    span = None if traces is None else traces.handshake(scope)
+    try:
+        admitted = await _handshake(app, scope, send, span)
+    finally:
+        if span is not None:
+            span.end()
     if admitted is None:
         return
     sid, entry, version = admitted
@@ -107,7 +121,10 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     socket = _Socket(send)
     session = Session(sid, version, app.tables[version], socket.text, station=entry,
                       hooks=app.hooks, call_timeout=app.settings.call_timeout,
-                      max_depth=app.settings.max_depth)
+                      max_depth=app.settings.max_depth, tracer=traces)
+    if span is not None:
+        session.trace_link = span.get_span_context()
+    del span
     await app.services.connections.add(session, socket)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.presence.connected(sid, app.services.router.owner_id, version)
