@@ -12,8 +12,10 @@ bench/driver.py and the figures are absolute.
   scale    closed loop at 1,000, 5,000 and 19,000 stations: calls/s and RSS
   cluster  three pods and Redis: API call latency same-pod vs cross-pod, and API calls/s
            through three pods (bench/cluster_bench.py; csms alone, no peer has it)
+  tracing  the closed loop (1.6) with tracing off, with a 1% ratio sampler and with every
+           call sampled, exporting over OTLP/HTTP to a sink (bench/otlp_sink.py)
 
-    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster] [--out FILE]
+    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster,tracing] [--out FILE]
 """
 
 import argparse
@@ -122,6 +124,31 @@ def cluster(quick: bool) -> str:
             f"`{' '.join(cmd[1:])}`\n\n{report}\n")
 
 
+def tracing(quick: bool) -> str:
+    """What spans cost on the hot path: off, 1% sampled, all sampled, in one run."""
+    secs = "5" if quick else "10"
+    port = 9390
+    sink = subprocess.Popen(["taskset", "-c", "1", sys.executable,
+                             str(ROOT / "bench" / "otlp_sink.py"), str(port)])
+    otel = f"env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{port} OTEL_TRACES_SAMPLER="
+    raw = f"raw-asgi-uvicorn=/tmp/bench-venv/bin/python {SHARED}/peers/raw_asgi_server.py {{port}}"
+    entries = [raw, f"csms-off@/ocpp={CSMS}",
+               f"csms-1pct@/ocpp={otel}traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 {CSMS}",
+               f"csms-all@/ocpp={otel}always_on {CSMS}"]
+    try:
+        rows = table(sh(["bash", str(SHARED / "peers_bench.sh"), "1.6", "200", secs, *entries],
+                        env={"PEERS": "0"}))
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    return ("## Tracing: the closed loop (1.6, 200 stations) off, 1% sampled, all sampled\n\n"
+            f"`PEERS=0 bench/peers_bench.sh 1.6 200 {secs} raw csms-off csms-1pct csms-all` "
+            "(OTLP/HTTP to bench/otlp_sink.py on cpu1)\n\n" + markdown(rows)
+            + f"\n1% / off: **{ratio(rows, 'calls/s', 'csms-1pct', 'csms-off')}**; all / off: "
+            f"**{ratio(rows, 'calls/s', 'csms-all', 'csms-off')}**; off / raw: "
+            f"{ratio(rows, 'calls/s', 'csms-off', 'raw-asgi-uvicorn')}\n")
+
+
 def standalone(quick: bool) -> str:
     rows = []
     for port, (mode, version, n) in enumerate(
@@ -151,7 +178,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="shorter runs, smaller fleets")
-    p.add_argument("--only", default="closed,paced,idle,scale,cluster")
+    p.add_argument("--only", default="closed,paced,idle,scale,cluster,tracing")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
     args = p.parse_args()
     if not shutil.which("taskset"):
@@ -163,7 +190,7 @@ def main() -> None:
     if SHARED.exists():
         sh(["bash", str(SHARED / "setup_peers.sh")])
         runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale,
-                   "cluster": cluster}
+                   "cluster": cluster, "tracing": tracing}
         for name in args.only.split(","):
             parts.append(runners[name](args.quick))
     else:

@@ -109,6 +109,9 @@ BAD_VALUES = [
     ("central.env.PORT=1", "'PORT' does not match"),
     ("unknownKey=1", "unknownKey"),
     ("httpRoute.enabled=true", "/httpRoute/parentRefs"),
+    ("tracing.endpoint=collector:4317", "/tracing/endpoint"),
+    ("tracing.sampler=sometimes", "/tracing/sampler"),
+    ("tracing.samplerArg=2", "/tracing/samplerArg"),
 ]
 
 
@@ -245,6 +248,31 @@ def test_optional_resources_are_off_by_default(helm: Path) -> None:
     assert not kinds & {"Ingress", "HTTPRoute", "HorizontalPodAutoscaler", "NetworkPolicy",
                         "ServiceMonitor"}
     assert kinds >= {"Deployment", "Service", "ConfigMap", "Secret", "PodDisruptionBudget"}
+
+
+def test_tracing_sets_the_standard_otel_variables_only_with_an_endpoint(helm: Path) -> None:
+    def otel(*settings: str) -> dict[str, Any]:
+        docs = render(helm, *(a for s in settings for a in ("--set", s)))
+        central = next(d for d in docs if d["kind"] == "Deployment"
+                       and d["metadata"]["name"] == "rel-csms-central")
+        (container,) = central["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]
+                if e["name"].startswith("OTEL_")}
+
+    assert otel() == {}
+    env = otel("tracing.endpoint=http://collector.observability:4318",
+               "tracing.resourceAttributes.team=ev", "tracing.headersSecret=otlp-auth")
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.observability:4318"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_SERVICE_NAME"] == "rel-csms"
+    assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == (
+        "parentbased_traceidratio", "0.01")
+    attributes = dict(a.split("=", 1) for a in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+    assert attributes == {"k8s.pod.name": "$(CSMS_POD_NAME)", "k8s.namespace.name": "csms",
+                          "service.version": "0.1.0", "team": "ev"}
+    # The exporter's headers (an API key, say) only from a Secret.
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {
+        "secretKeyRef": {"name": "otlp-auth", "key": "headers"}}
 
 
 def test_the_service_monitor_needs_its_crd_and_carries_the_release_label(helm: Path) -> None:

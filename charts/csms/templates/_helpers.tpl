@@ -86,6 +86,37 @@ true
 {{- end }}
 {{- end }}
 
+{{/* OpenTelemetry's standard variables, when tracing has an endpoint. */}}
+{{- define "csms.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_SERVICE_NAME
+  value: {{ include "csms.fullname" $ | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  {{- $attributes := list (printf "k8s.pod.name=$(CSMS_POD_NAME)") (printf "k8s.namespace.name=%s" $.Release.Namespace) (printf "service.version=%s" $.Chart.AppVersion) }}
+  {{- range $key, $value := .resourceAttributes }}
+  {{- $attributes = append $attributes (printf "%s=%s" $key $value) }}
+  {{- end }}
+  value: {{ join "," $attributes | quote }}
+{{- if .headersSecret }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .headersSecret }}
+      key: {{ .headersSecretKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret holding the API tokens. */}}
 {{- define "csms.apiSecretName" -}}
 {{- default (printf "%s-api" (include "csms.fullname" .)) .Values.api.existingSecret }}
