@@ -17,6 +17,7 @@ the inbox message, so that an API call on one pod and the CALL on another are on
 
 import logging
 import os
+import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, use_span
 
 __all__ = ["Tracing", "configure", "log_ids", "outcome_of", "use_span"]
@@ -61,10 +64,36 @@ def configure() -> "Tracing | None":
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     resource = Resource.create({} if _env("OTEL_SERVICE_NAME") else {SERVICE_NAME: "csms"})
-    provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
+    ids = PresetIds()
+    # The sampler from OTEL_TRACES_SAMPLER and its argument.
+    provider = TracerProvider(resource=resource, id_generator=ids)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     logger.info("tracing to %s", endpoint)
-    return Tracing(provider)
+    return Tracing(provider, ids, root_ratio())
+
+
+def root_ratio() -> float | None:
+    """The share of new traces the configured sampler keeps, when it is a ratio (or off)."""
+    sampler = _env("OTEL_TRACES_SAMPLER").lower() or "parentbased_always_on"
+    if sampler in ("always_off", "parentbased_always_off"):
+        return 0.0
+    if sampler in ("traceidratio", "parentbased_traceidratio"):
+        try:
+            return min(max(float(_env("OTEL_TRACES_SAMPLER_ARG") or 1.0), 0.0), 1.0)
+        except ValueError:
+            return 1.0  # what the SDK does with a bad argument
+    return None
+
+
+class PresetIds(RandomIdGenerator):
+    """Random ids, except for a trace id decided beforehand (see `Tracing.inbound`)."""
+
+    def __init__(self) -> None:
+        self.preset = 0
+
+    def generate_trace_id(self) -> int:
+        trace_id, self.preset = self.preset, 0
+        return trace_id or super().generate_trace_id()
 
 
 class TracedCall:
@@ -74,6 +103,12 @@ class TracedCall:
 
     def __init__(self, span: Span) -> None:
         self.span = span
+
+    def activate(self) -> None:
+        """Current in the running context, for good: the session gives each traced call a
+        context of its own (a handler run eagerly and continued in a task could not detach
+        it)."""
+        context.attach(trace.set_span_in_context(self.span))
 
     def end(self, error: str | None = None) -> None:
         """`error`: the CALLERROR code, or what else ended the call (timeout, closed)."""
@@ -85,9 +120,14 @@ class TracedCall:
 
 
 class Tracing:
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(self, provider: TracerProvider, ids: PresetIds | None = None,
+                 ratio: float | None = None) -> None:
         self.provider = provider
         self.tracer = provider.get_tracer("csms")
+        self._ids = ids
+        # A station's CALL starts a trace: see `inbound` for why the ratio is kept here.
+        self._bound = None if ids is None or ratio is None else \
+            TraceIdRatioBased.get_bound_for_rate(ratio)
 
     def shutdown(self) -> None:
         """Export what is left; at the end of the process."""
@@ -104,17 +144,24 @@ class Tracing:
             attributes["rpc.method_original"] = action[:64]
         return attributes
 
-    def inbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
-        """A SERVER span for a station's CALL or SEND, current until the call is answered.
-        The session runs each traced call in a context of its own, so it is never detached
-        (a handler run eagerly and continued in a task could not detach it)."""
+    def inbound(self, session: "Session", action: str, message_id: str) -> TracedCall | None:
+        """A SERVER span for a station's CALL or SEND (current while it is handled), or
+        None when the sampler would not keep it: with a ratio sampler the decision the SDK
+        makes on the trace id's low 64 bits is made here first, and a call not sampled
+        costs one random number. (A CALL csms makes from within it then samples on its
+        own, as a new trace.)"""
+        if self._bound is not None:
+            low = random.getrandbits(64)
+            if low >= self._bound:
+                return None
+            assert self._ids is not None
+            # The SDK's sampler decides the same on this id, whose low 64 bits these are.
+            self._ids.preset = (random.getrandbits(64) << 64 | low) or 1
         attributes = self._rpc(session, action, message_id)
         name = action if attributes["rpc.method"] != OTHER else SYSTEM
         links = [Link(session.trace_link)] if session.trace_link is not None else None
-        span = self.tracer.start_span(name, kind=SpanKind.SERVER, attributes=attributes,
-                                      links=links)
-        context.attach(trace.set_span_in_context(span))
-        return TracedCall(span)
+        return TracedCall(self.tracer.start_span(name, kind=SpanKind.SERVER,
+                                                 attributes=attributes, links=links))
 
     def outbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
         """A CLIENT span for our CALL to a station: the station's round trip."""

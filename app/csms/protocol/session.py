@@ -60,6 +60,9 @@ class SessionHooks(Protocol):
 
 
 class TracedCall(Protocol):
+    def activate(self) -> None:
+        """Make the span current in the running context (one of its own)."""
+
     def end(self, error: str | None = None) -> None:
         """The call is over: None when it succeeded, else the CALLERROR code or why not."""
 
@@ -67,8 +70,8 @@ class TracedCall(Protocol):
 class CallTracer(Protocol):
     """Spans around calls (csms.observability.tracing); the session knows no tracing API."""
 
-    def inbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
-        """A station's CALL or SEND begins; its span is current until it ends."""
+    def inbound(self, session: "Session", action: str, message_id: str) -> TracedCall | None:
+        """A station's CALL or SEND begins; None when it is not sampled."""
 
     def outbound(self, session: "Session", action: str, message_id: str) -> TracedCall:
         """Our CALL to the station begins."""
@@ -236,17 +239,23 @@ class Session:
             self._reply_error(message_id, RpcError(
                 ErrorCode.FORMAT_VIOLATION, "payload is not a JSON object"))
             return
-        if self._tracer is None:
-            self._run(self._handle_call(message_id, frame[2], frame[3]))
+        traced = None if self._tracer is None else self._tracer.inbound(self, frame[2],
+                                                                          message_id)
+        if traced is None:
+            self._run(self._handle_call(message_id, frame[2], frame[3], None))
         else:  # its span is current in a context of its own (and its task's copy of it)
             contextvars.copy_context().run(
-                self._run, self._handle_call(message_id, frame[2], frame[3]))
+                self._run_traced, traced, self._handle_call(message_id, frame[2], frame[3],
+                                                            traced))
 
-    async def _handle_call(self, message_id: str, action: str, payload: Payload) -> None:
+    def _run_traced(self, traced: TracedCall, coro: Coroutine[Any, Any, None]) -> None:
+        traced.activate()
+        self._run(coro)
+
+    async def _handle_call(self, message_id: str, action: str, payload: Payload,
+                           traced: TracedCall | None) -> None:
         # One coroutine per CALL, run eagerly: validation, handler, reply, metrics, events.
         start = time.perf_counter()
-        traced = None if self._tracer is None else self._tracer.inbound(self, action,
-                                                                          message_id)
         route = self._table.routes.get(action)
         try:
             if route is None:
@@ -344,16 +353,17 @@ class Session:
                 or type(frame[3]) is not dict):
             self._observe(self._hooks.unexpected, self.version, "malformed_send")
             return
-        if self._tracer is None:
-            self._run(self._handle_send(frame[1], frame[2], frame[3]))
+        traced = None if self._tracer is None else self._tracer.inbound(self, frame[2],
+                                                                          frame[1])
+        if traced is None:
+            self._run(self._handle_send(frame[2], frame[3], None))
         else:
             contextvars.copy_context().run(
-                self._run, self._handle_send(frame[1], frame[2], frame[3]))
+                self._run_traced, traced, self._handle_send(frame[2], frame[3], traced))
 
-    async def _handle_send(self, message_id: str, action: str, payload: Payload) -> None:
+    async def _handle_send(self, action: str, payload: Payload,
+                           traced: TracedCall | None) -> None:
         start = time.perf_counter()
-        traced = None if self._tracer is None else self._tracer.inbound(self, action,
-                                                                          message_id)
         route = self._table.routes.get(action)
         try:
             if route is None:
