@@ -211,6 +211,8 @@ async def test_sigterm_drains_in_batches_and_releases_ownership(fresh: Cluster) 
         started = time.monotonic()
         pod.proc.send_signal(signal.SIGTERM)
         await eventually(lambda: httpx.get(f"{pod.http}/readyz").status_code == 503, 5)
+        assert await metric(pod, "csms_draining") == 1.0  # what the stuck-drain alert reads
+        assert await metric(pod, "csms_ready") == 0.0
         refused = await asyncio.to_thread(
             httpx.get, f"{pod.http}/ocpp/LATECOMER",
             headers={"Upgrade": "websocket", "Connection": "Upgrade",
@@ -227,6 +229,17 @@ async def test_sigterm_drains_in_batches_and_releases_ownership(fresh: Cluster) 
     times = sorted(t for t, _ in closed.values())
     assert times[-1] - times[0] >= 0.5, "closed in batches spread over time, not at once"
     assert all(fresh.redis.get(f"csms:owner:{s}") is None for s in sids)
+
+
+async def metric(pod: Server, name: str) -> float:
+    """One sample of the pod's /metrics, by its name and labels as exposed."""
+    text = (await asyncio.to_thread(httpx.get, f"{pod.http}/metrics")).text
+    return float(next(line.split()[-1] for line in text.splitlines()
+                      if line.startswith(name + " ")))
+
+
+async def metric_is(pod: Server, name: str, value: float) -> bool:
+    return await metric(pod, name) == value
 
 
 async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
@@ -247,8 +260,17 @@ async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
         assert cross_pod.status_code == 503  # at once, not after a timeout
         metrics = (await asyncio.to_thread(httpx.get, f"{second.http}/metrics")).text
         assert 'csms_routed_calls_total{status="503"} 1.0' in metrics
+
+        # What the alerts read: Redis unreachable, events held back, still ready.
+        await eventually(lambda: metric_is(first, "csms_redis_reachable", 0.0), 10)
+        assert await metric(first, 'csms_writes_waiting{kind="events"}') > 0
+        assert await metric(first, "csms_ready") == 1.0
+        assert await metric(first, "csms_draining") == 0.0
         fresh.store.start()  # empty: every key is gone
         await eventually(lambda: fresh.all_held([*sids, "LOCAL"]), 30)
+        await eventually(lambda: metric_is(first, "csms_redis_reachable", 1.0), 10)
+        await eventually(lambda: metric_is(first, 'csms_writes_waiting{kind="events"}', 0.0),
+                         10)
 
         async def cross_pod_ok() -> bool:
             response = await asyncio.to_thread(api, second, "POST",

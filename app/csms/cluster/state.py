@@ -141,6 +141,11 @@ class RedisStationStore:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def pending(self) -> int:
+        """Writes buffered and not flushed yet (`csms_writes_waiting{kind="state"}`)."""
+        return len(self._pending)
+
     def _key(self, station_id: str, table: str | None = None) -> str:
         base = f"{self._prefix}station:{station_id}"
         return f"{base}:{table}" if table else base

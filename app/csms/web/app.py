@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import make_asgi_app
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from csms.config import Settings
 from csms.handlers import central_system
@@ -71,6 +71,32 @@ class _DroppedEvents:
         yield family
 
 
+class _Health:
+    """Gauges read at scrape time, for the alerts (charts/csms/templates/prometheusrule.yaml):
+    ready, draining, Redis reachable, and writes held back while it is not."""
+
+    def __init__(self, app: "CsmsApp") -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        app = self._app
+        yield GaugeMetricFamily("csms_ready", "1 while the process takes stations (/readyz)",
+                                value=float(app.ready and not app.draining))
+        yield GaugeMetricFamily("csms_draining", "1 while the process drains its stations",
+                                value=float(app.draining))
+        reachable = getattr(app.services.router, "reachable", None)
+        if reachable is not None:  # cluster mode
+            yield GaugeMetricFamily("csms_redis_reachable",
+                                    "1 while Redis answers the ownership heartbeat",
+                                    value=float(reachable))
+        waiting = GaugeMetricFamily("csms_writes_waiting",
+                                    "Writes buffered for Redis and not written yet",
+                                    labels=["kind"])
+        waiting.add_metric(["events"], getattr(app.services.events, "pending", 0))
+        waiting.add_metric(["state"], getattr(app.services.stations, "pending", 0))
+        yield waiting
+
+
 class CsmsApp:
     def __init__(self, routers: Sequence[Router], settings: Settings, services: Services,
                  builtin: bool) -> None:
@@ -81,6 +107,7 @@ class CsmsApp:
         self.metrics = Metrics() if settings.metrics else None
         if self.metrics is not None:
             self.metrics.registry.register(_DroppedEvents(services))
+            self.metrics.registry.register(_Health(self))
             self.metrics.registry.register(Counters())
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
