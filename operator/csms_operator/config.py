@@ -16,6 +16,7 @@ class OperatorConfig:
     redis_prefix: str = "csms:"
     status_every: float = 30.0  # seconds between two looks at a station's live state
     status_rate: float = 20.0  # status writes a second, at most, across all stations (0: any)
+    metrics_port: int = 0  # where /metrics is served (0: not served; the chart sets 8081)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorConfig":
@@ -29,4 +30,6 @@ class OperatorConfig:
                                       cls.status_every, above(0)),
             status_rate=read_setting(env, "CSMS_OPERATOR_STATUS_RATE", float, cls.status_rate,
                                      at_least(0)),
+            metrics_port=read_setting(env, "CSMS_OPERATOR_METRICS_PORT", int,
+                                      cls.metrics_port, at_least(0)),
         )

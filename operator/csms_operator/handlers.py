@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
@@ -26,7 +27,7 @@ from csms.config import SettingsError
 from csms.observability.redaction import install, url_passwords
 from csms.state.credentials import verify_password
 from csms.state.registry import RegistryError, StationEntry, secret_value
-from csms_operator import mapping
+from csms_operator import mapping, metrics
 from csms_operator.config import GROUP, PLURAL, VERSION, OperatorConfig
 from csms_operator.kube import KubeApi
 
@@ -99,6 +100,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
     memo.hashes = Hashes()
     memo.status_task = asyncio.get_running_loop().create_task(
         status_loop(memo, cfg.status_every, logger))
+    memo.metrics = metrics.serve(cfg.metrics_port) if cfg.metrics_port else None
     logger.info("registry in Redis at %s (prefix %r)", cfg.redis_url, cfg.redis_prefix)
 
 
@@ -106,6 +108,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.status_task.cancel()
     await asyncio.gather(memo.status_task, return_exceptions=True)
+    if memo.metrics is not None:
+        memo.metrics.shutdown()
+        memo.metrics.server_close()
     await memo.redis.aclose()
     await memo.kube.close()
 
@@ -175,20 +180,27 @@ async def reconcile(memo: kopf.Memo, body: kopf.Body, name: str, namespace: str 
                     **_: Any) -> None:
     assert namespace is not None  # the resource is namespaced
     ref = mapping.secret_ref(spec)
+    started, outcome = time.perf_counter(), "error"
     try:
         password = await read_password(memo, namespace, ref) if ref else None
         patch.status.update(await register(memo, body, name, namespace, dict(spec),
                                            dict(status), password))
+        outcome = "ok"
     except mapping.Invalid as exc:
+        outcome = "invalid"
         patch.status["conditions"] = [{"type": "Registered", "status": "False",
                                        "reason": "Invalid", "message": str(exc),
                                        "lastTransitionTime": now()}]
         raise kopf.PermanentError(str(exc)) from None
     except kopf.TemporaryError as exc:
+        outcome = "secret_missing"
         patch.status["conditions"] = [{"type": "Registered", "status": "False",
                                        "reason": "SecretMissing", "message": str(exc),
                                        "lastTransitionTime": now()}]
         raise
+    finally:
+        metrics.RECONCILES.labels(outcome).inc()
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -245,11 +257,12 @@ def track(type: str, name: str, namespace: str | None, body: kopf.Body, memo: ko
     key = (namespace, name)
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         memo.stations.pop(key, None)
-        return
-    memo.stations[key] = {"name": name, "namespace": namespace,
-                          "uid": body.get("metadata", {}).get("uid"),
-                          "spec": dict(body.get("spec") or {}),
-                          "status": dict(body.get("status") or {})}
+    else:
+        memo.stations[key] = {"name": name, "namespace": namespace,
+                              "uid": body.get("metadata", {}).get("uid"),
+                              "spec": dict(body.get("spec") or {}),
+                              "status": dict(body.get("status") or {})}
+    metrics.STATIONS.set(len(memo.stations))
 
 
 async def status_loop(memo: kopf.Memo, every: float, logger: kopf.Logger) -> None:
@@ -257,8 +270,10 @@ async def status_loop(memo: kopf.Memo, every: float, logger: kopf.Logger) -> Non
     batches, and a status write for each one that changed, paced across all of them."""
     while True:
         await asyncio.sleep(every)
+        started = time.perf_counter()
         try:
             await refresh_all(memo)
+            metrics.STATUS_PASS_SECONDS.set(time.perf_counter() - started)
         except Exception:
             logger.exception("status refresh failed; retried in %.0f s", every)
 
@@ -302,3 +317,4 @@ async def write_status(memo: kopf.Memo, resource: dict[str, Any],
     # A resource deleted meanwhile has nothing to show: patch_status answers False.
     await memo.kube.patch_status(GROUP, VERSION, PLURAL, resource["namespace"],
                                  resource["name"], status)
+    metrics.STATUS_WRITES.inc()

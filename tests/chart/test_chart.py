@@ -19,7 +19,7 @@ CHART = ROOT / "charts" / "csms"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 KUBERNETES = [f"1.{minor}.0" for minor in range(29, 36)]
 # What a chart may name without shipping the CRD: the Prometheus Operator's and Gateway API's.
-FOREIGN_KINDS = {"ServiceMonitor", "HTTPRoute"}
+FOREIGN_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "HTTPRoute"}
 MONITORING = "monitoring.coreos.com/v1"
 
 
@@ -278,9 +278,19 @@ def test_tracing_sets_the_standard_otel_variables_only_with_an_endpoint(helm: Pa
 def test_the_service_monitor_needs_its_crd_and_carries_the_release_label(helm: Path) -> None:
     without = run_helm(helm, "template", "rel", str(CHART), "--set", "serviceMonitor.enabled=true")
     assert "ServiceMonitor" not in without.stdout
-    monitor = one(scenario(helm, "production-values.yaml"), "ServiceMonitor")
+    docs = scenario(helm, "production-values.yaml")
+    monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"][0]["port"] == "internal"
+    # The operator's /metrics, from its pod (it has no Service).
+    pods = one(docs, "PodMonitor")
+    assert pods["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    operator = next(d for d in docs if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-operator"))
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert {"name": "CSMS_OPERATOR_METRICS_PORT", "value": "8081"} in container["env"]
 
 
 def test_the_network_policy_admits_stations_and_monitoring_only(helm: Path) -> None:

@@ -49,6 +49,7 @@ class World:
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
 
     def stop(self) -> None:
         self.api.close()
@@ -108,7 +109,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w = World(tmp_path_factory.mktemp("operator"))
     runner = KopfRunner(["run", "--all-namespaces", "--standalone", "-m", "csms_operator",
                          "--liveness", f"http://127.0.0.1:{w.liveness_port}/healthz"],
-                        env={"CSMS_REDIS_URL": w.store.url})
+                        env={"CSMS_REDIS_URL": w.store.url,
+                             "CSMS_OPERATOR_METRICS_PORT": str(w.metrics_port)})
     try:
         with runner:
             # kmock's watches do not resume from a resourceVersion: objects made before the
@@ -304,3 +306,19 @@ def test_a_thousand_resources_reconcile_without_errors(world: World) -> None:
     print(f"\n1,000 ChargingStations: created in {created:.1f} s, all in the registry "
           f"after {registered:.1f} s, all with a status after {time.monotonic() - started:.1f}"
           " s", file=sys.__stderr__)
+
+
+def test_the_operator_metrics_count_reconciles_and_status_writes(world: World) -> None:
+    import httpx
+
+    # After the tests above, a thousand resources among them.
+    text = httpx.get(f"http://127.0.0.1:{world.metrics_port}/metrics", timeout=5).text
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['csms_operator_reconciles_total{outcome="ok"}'] >= 1000
+    assert samples["csms_operator_reconcile_duration_seconds_count"] >= 1000
+    # The loop's writes of live state (each reconcile writes its status through kopf).
+    assert samples["csms_operator_status_writes_total"] > 0
+    assert samples["csms_operator_stations"] >= 1000
+    assert samples["csms_operator_status_pass_seconds"] > 0
+    assert samples['csms_operator_reconciles_total{outcome="error"}'] == 0
