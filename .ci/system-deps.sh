@@ -7,6 +7,7 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: the chart's alert rules
 if [ -n "${IMAGE:-}" ]; then  # make image-test: build and run images without a daemon
   command -v podman >/dev/null || need+=(podman)
   command -v buildah >/dev/null || need+=(buildah)

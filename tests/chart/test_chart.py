@@ -112,6 +112,9 @@ BAD_VALUES = [
     ("tracing.endpoint=collector:4317", "/tracing/endpoint"),
     ("tracing.sampler=sometimes", "/tracing/sampler"),
     ("tracing.samplerArg=2", "/tracing/samplerArg"),
+    ("prometheusRule.thresholds.callErrorRatio=2", "/prometheusRule/thresholds/callErrorRatio"),
+    ("prometheusRule.thresholds.drainStuckAfter=soon",
+     "/prometheusRule/thresholds/drainStuckAfter"),
 ]
 
 
