@@ -242,12 +242,21 @@ async def metric_is(pod: Server, name: str, value: float) -> bool:
     return await metric(pod, name) == value
 
 
+async def metric_above(pod: Server, name: str, value: float) -> bool:
+    return await metric(pod, name) > value
+
+
 async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
     first, second, _ = fresh.pods
     sids = fresh.simulate(6, "REDIS-")
     wait_until(lambda: fresh.all_held(sids), 30, "6 simulated stations connected")
     async with connected(first.ws, "LOCAL", "1.6") as local:
         await eventually(lambda: fresh.owner_pid("LOCAL") == first.proc.pid, 5)
+        # The runtime's gauges: the heartbeat's round trips, the loop's lag, GC pauses.
+        await eventually(lambda: metric_above(first, "csms_redis_roundtrip_seconds_count", 0), 5)
+        for name in ("csms_event_loop_lag_seconds_count", "process_resident_memory_bytes",
+                     'csms_gc_pause_seconds_count{pass="young"}', "process_open_fds"):
+            assert await metric(first, name) > 0, name
         fresh.store.stop()
         # Connected stations are still served; calls for them on their own pod work.
         beat = await asyncio.wait_for(local.call(call16.Heartbeat()), 5)
@@ -263,6 +272,7 @@ async def test_redis_stopped_and_restarted_mid_run(fresh: Cluster) -> None:
 
         # What the alerts read: Redis unreachable, events held back, still ready.
         await eventually(lambda: metric_is(first, "csms_redis_reachable", 0.0), 10)
+        assert await metric(first, 'csms_redis_errors_total{operation="heartbeat"}') > 0
         assert await metric(first, 'csms_writes_waiting{kind="events"}') > 0
         assert await metric(first, "csms_ready") == 1.0
         assert await metric(first, "csms_draining") == 0.0

@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from csms.observability.counters import bump
+from csms.observability.runtime import Runtime
 from csms.observability.tracing import Tracing, outcome_of, use_span
 from csms.protocol.session import Session
 from csms.state.calls import Outcome, call_session, not_connected
@@ -144,6 +145,7 @@ class RedisRouter:
                  owner_prefix: str | None = None) -> None:
         self.owner_id = new_owner_id(owner_prefix)
         self.tracing: Tracing | None = None
+        self.runtime: Runtime | None = None
         self.wake: Callable[[Session], None] = lambda session: None
         self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
         self._redis = redis
@@ -244,7 +246,10 @@ class RedisRouter:
         while True:
             await asyncio.sleep(HEARTBEAT)
             try:
+                started = time.perf_counter()
                 await self._redis.set(self._pod, "1", px=int(POD_TTL * 1000))
+                if self.runtime is not None:
+                    self.runtime.redis(time.perf_counter() - started)
                 recovered = not self.reachable
                 self.reachable = True
                 if recovered or self._unclaimed or \
@@ -255,6 +260,8 @@ class RedisRouter:
                     await self.renew()
                     last_renewal = time.monotonic()
             except RedisError as exc:
+                if self.runtime is not None:
+                    self.runtime.redis_failed("heartbeat")
                 if self.reachable:
                     logger.warning("Redis unreachable; serving connected stations locally: %s",
                                    exc)
@@ -326,6 +333,8 @@ class RedisRouter:
                     keys=[self._owner_key(station_id)],
                     args=[self._prefix, self.owner_id, message, INBOX_TTL_MS])
             except RedisError as exc:
+                if self.runtime is not None:
+                    self.runtime.redis_failed("route")
                 return Outcome(503, f"cluster state unreachable (Redis): {exc}")
             owner = owner.decode()
             if code in (0, 3):

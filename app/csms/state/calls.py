@@ -68,8 +68,10 @@ class CallRouter(Protocol):
     """
 
     owner_id: str
-    # The process's tracing (csms.observability.tracing), set at start-up; None when off.
+    # The process's tracing (csms.observability.tracing) and runtime metrics
+    # (csms.observability.runtime), set at start-up; None when off.
     tracing: Any
+    runtime: Any
     # Called with a session that is ours and may have queued commands to deliver.
     wake: Callable[[Session], None]
     # Called with control messages for stations held here ("evict", "configure").
@@ -105,6 +107,7 @@ class LocalRouter:
         self.owner_id = owner_id
         self._connections = connections
         self.tracing: Any = None  # calls stay in this process: the session traces them
+        self.runtime: Any = None
         self.wake: Callable[[Session], None] = _ignore
         self.control: Callable[[dict[str, Any]], Awaitable[None]] = _no_control
 

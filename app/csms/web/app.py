@@ -18,6 +18,7 @@ from csms.observability import tracing
 from csms.observability.counters import Counters
 from csms.observability.metrics import Metrics
 from csms.observability.redaction import install
+from csms.observability.runtime import Runtime
 from csms.protocol import schemas
 from csms.protocol.router import Router, tables
 from csms.protocol.versions import VERSIONS
@@ -105,10 +106,12 @@ class CsmsApp:
         self._internal_port = settings.internal_port
         self.tables = tables([*routers, *(central_system(services) if builtin else [])])
         self.metrics = Metrics() if settings.metrics else None
+        self.runtime: Runtime | None = None
         if self.metrics is not None:
             self.metrics.registry.register(_DroppedEvents(services))
             self.metrics.registry.register(_Health(self))
             self.metrics.registry.register(Counters())
+            self.runtime = Runtime(self.metrics.registry)
             self._metrics_app = make_asgi_app(self.metrics.registry)
         self.hooks = AppHooks(self.metrics, services)
         self.tracing: tracing.Tracing | None = None  # configured at start-up, per process
@@ -127,7 +130,8 @@ class CsmsApp:
         self.ready = False
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.gc = GcPacer(settings.gc_young_every, settings.gc_full_every)
+        self.gc = GcPacer(settings.gc_young_every, settings.gc_full_every,
+                          observer=self.runtime)
         self._gc_task: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
         # Loaded now, so a bad file stops the server before it listens; the in-memory
@@ -181,6 +185,7 @@ class CsmsApp:
                 # Here, not at import: each worker process has its own exporter thread.
                 self.tracing = tracing.configure()
                 self.services.router.tracing = self.tracing
+                self.services.router.runtime = self.runtime
                 for version in VERSIONS:
                     schemas.warm(version)
                 for resource in self.services.resources:

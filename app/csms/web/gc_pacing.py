@@ -24,13 +24,21 @@ import asyncio
 import gc
 import logging
 import time
+from typing import Protocol
 
 logger = logging.getLogger("csms.gc")
 
 
+class Observer(Protocol):
+    def lag(self, seconds: float) -> None: ...
+
+    def paused(self, full: bool, seconds: float) -> None: ...
+
+
 class GcPacer:
     def __init__(self, young_every: float = 0.1, full_every: float = 600.0,
-                 full_after_closes: int = 2000, min_full_gap: float = 60.0) -> None:
+                 full_after_closes: int = 2000, min_full_gap: float = 60.0,
+                 observer: Observer | None = None) -> None:
         self.young_every = young_every
         self.full_every = full_every
         self.full_after_closes = full_after_closes
@@ -39,6 +47,8 @@ class GcPacer:
         self.young_passes = 0
         self.full_passes = 0
         self.closed = 0  # connections closed since the last full pass
+        # Its timer doubles as the event loop's lag probe: how late the sleep ends.
+        self.observer = observer
 
     def due(self, now: float, next_full: float, last_full: float) -> bool:
         churned = self.closed >= self.full_after_closes and now - last_full >= self.min_full_gap
@@ -50,14 +60,20 @@ class GcPacer:
         next_full = last_full + self.full_every
         try:
             while True:
+                asleep = time.monotonic()
                 await asyncio.sleep(self.young_every)
-                if self.due(time.monotonic(), next_full, last_full):
+                started = time.monotonic()
+                if self.observer is not None:
+                    self.observer.lag(started - asleep - self.young_every)
+                if self.due(started, next_full, last_full):
                     self.full()
                     last_full = time.monotonic()
                     next_full = last_full + self.full_every
                 else:
                     gc.collect(0)
                     gc.freeze()
+                    if self.observer is not None:
+                        self.observer.paused(False, time.monotonic() - started)
                     self.young_passes += 1
         finally:
             gc.unfreeze()
@@ -71,6 +87,8 @@ class GcPacer:
         found = gc.collect()
         gc.freeze()
         self.last_full_seconds = time.perf_counter() - start
+        if self.observer is not None:
+            self.observer.paused(True, self.last_full_seconds)
         logger.info("full collection: %d unreachable objects in %.0f ms", found,
                     self.last_full_seconds * 1000)
         return found
