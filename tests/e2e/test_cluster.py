@@ -122,6 +122,8 @@ def test_api_calls_sent_to_every_pod_reach_stations_on_every_pod(cluster: Cluste
 async def test_a_station_reconnecting_to_another_pod_takes_over(cluster: Cluster) -> None:
     first, second, third = cluster.pods
     async with websockets.connect(f"{first.ws}/MOVER", subprotocols=["ocpp1.6"]) as old:
+        # Held by the first pod before it reconnects (its claim is asynchronous).
+        await eventually(lambda: cluster.owner_pid("MOVER") == first.proc.pid, 10)
         async with connected(second.ws, "MOVER", "1.6") as new:
             # The old socket is closed by its pod as soon as the new connection exists.
             await asyncio.wait_for(old.wait_closed(), 10)
