@@ -108,6 +108,9 @@ CLUSTER = [
     Panel("Queued commands by status", "Queued commands finished a second: answered, "
           "failed, expired.", "ops",
           (Query(rate("csms_commands_total", "status"), "{{status}}"),)),
+    Panel("Command queue depth", "Queued commands not delivered or expired yet, "
+          "cluster-wide (every pod reads the same count from Redis).", "short",
+          (Query(f"max(csms_commands_queued{{{CENTRAL}}})", "queued"),)),
     Panel("Writes waiting for Redis", "Station state and events buffered in memory while "
           "Redis is slow or unreachable.", "short",
           (Query(f"sum by (kind) (csms_writes_waiting{{{CENTRAL}}})", "{{kind}}"),)),

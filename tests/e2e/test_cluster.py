@@ -155,6 +155,9 @@ async def test_queued_commands_are_delivered_on_connect_and_expired_ones_are_not
 
     await eventually(lambda: status(second, queued[0]) == "expired", 10)
     assert status(second, queued[1]) == "queued"
+    # The queue's depth, cluster-wide on every pod: two wait (the first expired).
+    for pod in cluster.pods:
+        await eventually(lambda pod=pod: metric_is(pod, "csms_commands_queued", 2.0), 12)
     async with connected(second.ws, "LATE", "1.6") as station:
         await eventually(lambda: status(first, queued[2]) == "answered", 10)
         assert station.configuration == {"A": "1"} and station.resets_answered == 1
@@ -167,6 +170,7 @@ async def test_queued_commands_are_delivered_on_connect_and_expired_ones_are_not
                                        json={**RESET, "queue": True})
         await eventually(lambda: status(first, late.json()["id"]) == "answered", 10)
         assert station.resets_answered == 2
+        await eventually(lambda: metric_is(first, "csms_commands_queued", 0.0), 12)
     bad = await asyncio.to_thread(api, first, "POST", "/api/v1/stations/LATE/calls",
                                   json={"action": "Reset", "payload": {"type": "Sometime"},
                                         "queue": True})

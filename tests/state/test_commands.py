@@ -41,6 +41,19 @@ async def test_a_full_queue_refuses_more() -> None:
     await store.add(Command.new("CP-2", "Reset", RESET, 60))  # other stations unaffected
 
 
+async def test_the_depth_counts_what_waits_and_has_not_expired() -> None:
+    store = MemoryCommandStore()
+    assert await store.depth() == 0
+    await store.add(Command.new("CP-1", "Reset", RESET, 60))
+    await store.add(Command.new("CP-2", "Reset", RESET, 60))
+    stale = Command.new("CP-2", "Reset", RESET, 60)
+    stale.expires_at = 0.0  # its ttl passed while it waited
+    await store.add(stale)
+    assert await store.depth() == 2
+    await store.pop("CP-1")
+    assert await store.depth() == 1
+
+
 def test_a_queued_command_past_its_ttl_reads_as_expired() -> None:
     command = Command.new("CP-1", "Reset", RESET, 60)
     assert command.view()["status"] == "queued"

@@ -92,6 +92,10 @@ class CommandStore(Protocol):
     async def save(self, command: Command) -> None:
         """Record a status change."""
 
+    async def depth(self) -> int:
+        """Commands queued and not expired: across the cluster with Redis, or here."""
+        ...
+
     def maybe_queued(self, station_id: str) -> bool:
         """False only when the station surely has nothing queued (no task needed)."""
 
@@ -133,6 +137,11 @@ class MemoryCommandStore:
 
     def maybe_queued(self, station_id: str) -> bool:
         return station_id in self._queues
+
+    async def depth(self) -> int:
+        now = time.time()
+        return sum(1 for queue in self._queues.values() for command_id in queue
+                   if (c := self._records.get(command_id)) is not None and now < c.expires_at)
 
     def _prune(self, now: float) -> None:
         # Oldest first: drop finished records past retention, or any finished one when full.

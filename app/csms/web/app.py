@@ -39,6 +39,7 @@ from csms.web.tokens import ApiTokens
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
 SHUTDOWN_RESERVE = 5.0  # seconds of the graceful timeout kept for uvicorn after the drain
+QUEUE_DEPTH_EVERY = 5.0  # seconds between two reads of the command queue's depth
 
 
 class AppHooks:
@@ -96,6 +97,11 @@ class _Health:
         waiting.add_metric(["events"], getattr(app.services.events, "pending", 0))
         waiting.add_metric(["state"], getattr(app.services.stations, "pending", 0))
         yield waiting
+        if app.queue_depth is not None:
+            yield GaugeMetricFamily("csms_commands_queued",
+                                    "Queued commands not delivered or expired yet (cluster-wide "
+                                    "with Redis); read every few seconds",
+                                    value=app.queue_depth)
 
 
 class CsmsApp:
@@ -129,10 +135,12 @@ class CsmsApp:
         self.api = build_api(self)
         self.ready = False
         self.draining = False
+        self.queue_depth: int | None = None  # refreshed in the background (Redis is async)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gc = GcPacer(settings.gc_young_every, settings.gc_full_every,
                           observer=self.runtime)
         self._gc_task: asyncio.Task[None] | None = None
+        self._depth_task: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
         # Loaded now, so a bad file stops the server before it listens; the in-memory
         # registry takes it at once, a Redis one at start-up.
@@ -201,6 +209,9 @@ class CsmsApp:
                 gc.collect()
                 gc.freeze()
                 self._gc_task = asyncio.get_running_loop().create_task(self.gc.run())
+                if self.metrics is not None:
+                    self._depth_task = asyncio.get_running_loop().create_task(
+                        self._watch_queue())
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -212,12 +223,24 @@ class CsmsApp:
                 await self.dispatcher.close()
                 if self._gc_task is not None:
                     self._gc_task.cancel()
+                if self._depth_task is not None:
+                    self._depth_task.cancel()
                 for resource in reversed(self.services.resources):
                     await resource.close()
                 if self.tracing is not None:
                     await asyncio.to_thread(self.tracing.shutdown)  # the last spans out
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _watch_queue(self) -> None:
+        """The command queue's depth for /metrics, every few seconds."""
+        while True:
+            try:
+                self.queue_depth = await self.services.commands.depth()
+            except Exception as exc:  # Redis unreachable: the gauge goes until it is back
+                logger.debug("queue depth unknown: %s", exc)
+                self.queue_depth = None
+            await asyncio.sleep(QUEUE_DEPTH_EVERY)
 
     async def _announce_certificates(self) -> None:
         """Say at start-up when profile-3 stations will be refused, and why."""
