@@ -48,6 +48,13 @@ def quantile(q: float, metric: str, by: str, selector: str = CENTRAL, extra: str
             f"(rate({metric}_bucket{{{matchers}}}{RATE})))")
 
 
+def percentiles(metric: str, by: str, legend: str, selector: str = CENTRAL,
+                extra: str = "") -> tuple[Query, ...]:
+    """p50 and p99 of a histogram, one line each per `by`."""
+    return tuple(Query(quantile(q, metric, by, selector, extra), f"p{round(q * 100)} {legend}"
+                       .strip()) for q in (0.5, 0.99))
+
+
 FLEET = [
     Panel("Connected stations by pod", "Open station websockets held by each pod.", "short",
           (Query(f"sum by (pod) (csms_connected_stations{{{CENTRAL}}})", "{{pod}}"),)),
@@ -82,16 +89,12 @@ TRAFFIC = [
                       extra='direction="inbound", outcome!="ok"'), "{{outcome}}"),)),
     Panel("Handling time by action", "csms's time from a station's CALL to its answer: "
           "p50 and p99.", "s",
-          (Query(quantile(0.5, "csms_ocpp_message_duration_seconds", "action",
-                          extra='direction="inbound"'), "p50 {{action}}"),
-           Query(quantile(0.99, "csms_ocpp_message_duration_seconds", "action",
-                          extra='direction="inbound"'), "p99 {{action}}"))),
+          percentiles("csms_ocpp_message_duration_seconds", "action", "{{action}}",
+                      extra='direction="inbound"')),
     Panel("Outbound round trip by action", "Stations' time to answer csms's CALLs: p50 and "
           "p99.", "s",
-          (Query(quantile(0.5, "csms_ocpp_message_duration_seconds", "action",
-                          extra='direction="outbound"'), "p50 {{action}}"),
-           Query(quantile(0.99, "csms_ocpp_message_duration_seconds", "action",
-                          extra='direction="outbound"'), "p99 {{action}}"))),
+          percentiles("csms_ocpp_message_duration_seconds", "action", "{{action}}",
+                      extra='direction="outbound"')),
     Panel("Outbound timeouts by action", "csms's CALLs to stations that got no answer in "
           "time, a second.", "ops",
           (Query(rate("csms_ocpp_messages_total", "action",
@@ -160,10 +163,7 @@ OPERATOR_PANELS = [
           (Query(rate("csms_operator_reconciles_total", "outcome", OPERATOR), "{{outcome}}"),)),
     Panel("Reconcile duration", "Time to reconcile one ChargingStation (password hashing "
           "included): p50 and p99.", "s",
-          (Query(quantile(0.5, "csms_operator_reconcile_duration_seconds", "job", OPERATOR),
-                 "p50"),
-           Query(quantile(0.99, "csms_operator_reconcile_duration_seconds", "job", OPERATOR),
-                 "p99"))),
+          percentiles("csms_operator_reconcile_duration_seconds", "job", "", OPERATOR)),
     Panel("Status writes", "Status patches written a second (live state that changed).",
           "ops",
           (Query(f"sum(rate(csms_operator_status_writes_total{{{OPERATOR}}}{RATE}))",
