@@ -291,10 +291,10 @@ class Session:
         try:
             self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
             self._hooks.accepted(self.station_id, self.version, action, payload)
-            if traced is not None:
-                traced.end()
         except Exception:  # answered already: a failing observer must not end the session
             self.log.exception("reporting %s failed", action)
+        if traced is not None:
+            self._observe(traced.end)
         for hook in route.afters:
             self._run(self._after(hook, payload, response))
 
@@ -388,10 +388,10 @@ class Session:
         try:
             self._hooks.inbound(self.version, action, "ok", time.perf_counter() - start)
             self._hooks.accepted(self.station_id, self.version, action, payload)
-            if traced is not None:
-                traced.end()
         except Exception:
             self.log.exception("reporting %s failed", action)
+        if traced is not None:
+            self._observe(traced.end)
 
     # -- replies to our CALLs ------------------------------------------------------------
 
