@@ -10,6 +10,8 @@ from csms.protocol.errors import (
     ErrorCode,
     NotConnected,
     OcppException,
+    PayloadInvalid,
+    ResponseInvalid,
     RpcError,
 )
 from csms.protocol.router import Context, Router
@@ -21,6 +23,8 @@ __all__ = [
     "ErrorCode",
     "NotConnected",
     "OcppException",
+    "PayloadInvalid",
+    "ResponseInvalid",
     "Router",
     "RpcError",
     "create_app",

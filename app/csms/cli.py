@@ -14,7 +14,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     hints = get_type_hints(Settings)
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} [{env_key(f.name)}]"
+        shown = "" if f.default in (None, "") or f.metadata["secret"] else \
+            f" (default: {f.default})"
+        help_text = f"{f.metadata['help']}{shown} [{env_key(f.name)}]"
         if hints[f.name] is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
@@ -64,6 +66,11 @@ def serve(args: argparse.Namespace) -> int:
           f"csms: API docs at {scheme.replace('ws', 'http')}://{host}:"
           f"{settings.internal_port or settings.port}/docs",
           file=sys.stderr, flush=True)
+    if count == 0 and not settings.accept_unknown and not settings.redis_url:
+        # Without Redis, nothing else can register stations: every handshake gets 404.
+        print("csms: warning: no stations are registered and unknown stations are refused: "
+              "every station will get 404 (give --stations FILE, or --accept-unknown)",
+              file=sys.stderr, flush=True)
     ping = settings.ping_interval or None
     options: dict[str, Any] = dict(
         host=settings.host, port=settings.port, workers=settings.workers, factory=True,
