@@ -129,11 +129,25 @@ def operator(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from csms_operator.config import OperatorConfig
+    from csms_operator.kube import credentials, unreachable
 
     try:
         OperatorConfig.from_env()  # a bad value stops here, with its key, not in a traceback
     except SettingsError as exc:
         print(f"csms: {exc}", file=sys.stderr)
+        return 2
+    # Said once and plainly here, rather than as kopf's tracebacks and retries.
+    found = credentials()
+    if found is None:
+        print("csms: the operator has no Kubernetes API to log in to: no service account (it "
+              "is not running in a pod) and no kubeconfig (KUBECONFIG, ~/.kube/config)",
+              file=sys.stderr)
+        return 2
+    info, source = found
+    why = None if source.startswith("the pod") else unreachable(info.server)
+    if why is not None:  # in a pod, the API may come up late: kopf waits for it
+        print(f"csms: the operator cannot reach the Kubernetes API at {info.server} (from "
+              f"{source}): {why}", file=sys.stderr)
         return 2
     argv = [sys.executable, "-m", "kopf", "run", "-m", "csms_operator", "--standalone",
             "--liveness", args.liveness]

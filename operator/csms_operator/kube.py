@@ -58,6 +58,32 @@ def ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     return context
 
 
+def credentials() -> tuple[kopf.ConnectionInfo, str] | None:
+    """How the operator logs in, kopf's way, and where that came from; None: no way."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        return info, "the pod's service account"
+    info = kopf.login_with_kubeconfig(settings=settings)
+    if info is not None:
+        return info, os.environ.get("KUBECONFIG") or "~/.kube/config"
+    return None
+
+
+def unreachable(server: str, timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to the API server fails, or None when it opens."""
+    import socket
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(server)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout).close()
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 class KubeApi:
     def __init__(self, info: kopf.ConnectionInfo) -> None:
         self._server = info.server.rstrip("/")

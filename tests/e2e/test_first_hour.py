@@ -49,6 +49,29 @@ def test_metrics_carry_no_created_series(server: Server) -> None:
     assert "_created" not in text
 
 
+def test_the_operator_says_once_what_it_cannot_reach(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    nothing = subprocess.run([sys.executable, "-m", "csms", "operator"], capture_output=True,
+                             text=True, timeout=60, env={**env, "HOME": str(tmp_path)})
+    assert nothing.returncode == 2
+    assert "no service account" in nothing.stderr and "no kubeconfig" in nothing.stderr
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+                      "clusters: [{name: x, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+                      "users: [{name: x, user: {token: t}}]\n"
+                      "contexts: [{name: x, context: {cluster: x, user: x}}]\n")
+    closed = subprocess.run([sys.executable, "-m", "csms", "operator"], capture_output=True,
+                            text=True, timeout=60, env={**env, "KUBECONFIG": str(config)})
+    assert closed.returncode == 2
+    assert f"cannot reach the Kubernetes API at http://127.0.0.1:1 (from {config})" in \
+        closed.stderr
+    for run in (nothing, closed):
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
 def test_the_licence_is_declared_and_shipped() -> None:
     metadata = importlib.metadata.metadata("csms")
     assert metadata["License-Expression"] == "Apache-2.0"
