@@ -31,7 +31,12 @@ def router(model: StationModel) -> Router:
     def accept(payload: dict[str, Any], context: Context) -> dict[str, Any]:
         return ACCEPTED
 
-    for action in ("Reset", "ChangeAvailability", "ClearCache", "SetChargingProfile",
+    @r.on("Reset")
+    def reset(payload: dict[str, Any], context: Context) -> dict[str, Any]:
+        model.commands.put_nowait(("reset", payload))  # reboots once it has answered
+        return ACCEPTED
+
+    for action in ("ChangeAvailability", "ClearCache", "SetChargingProfile",
                    "ClearChargingProfile", "UpdateFirmware", "CancelReservation",
                    "GetBaseReport", "SetNetworkProfile"):
         r.on(action)(accept)

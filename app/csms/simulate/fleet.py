@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
@@ -27,8 +28,10 @@ def table(stats: Stats, options: argparse.Namespace) -> Table:
     return t
 
 
-async def fleet(options: argparse.Namespace, stats: Stats) -> None:
-    stations = [SimulatedStation(f"{options.prefix}{n:04d}", options, stats)
+async def fleet(options: argparse.Namespace, stats: Stats,
+                stop: asyncio.Event | None = None) -> None:
+    """The stations, until each was refused for good or `stop` is set."""
+    stations = [SimulatedStation(f"{options.prefix}{n:04d}", options, stats, stop)
                 for n in range(1, options.stations + 1)]
     tasks = []
     for station in stations:
@@ -39,14 +42,19 @@ async def fleet(options: argparse.Namespace, stats: Stats) -> None:
 
 async def main(options: argparse.Namespace) -> dict[str, object]:
     stats = Stats()
-    runner = asyncio.create_task(fleet(options, stats))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and SIGTERM end like --duration
+        loop.add_signal_handler(signum, stop.set)
+    runner = asyncio.create_task(fleet(options, stats, stop))
     live = None if options.no_display else Live(table(stats, options), console=Console(),
                                                 refresh_per_second=4)
     with live if live is not None else contextlib.nullcontext():
         try:
             async with asyncio.timeout(options.duration):
-                while not runner.done():
-                    await asyncio.sleep(0.25)
+                while not runner.done() and not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.25)
                     stats.tick()
                     if live is not None:
                         live.update(table(stats, options))
@@ -54,9 +62,15 @@ async def main(options: argparse.Namespace) -> dict[str, object]:
             pass
         finally:
             summary = stats.summary()  # before stopping: how the fleet stood while running
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            stop.set()  # each station closes its socket normally (1000)
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), 10)
+            except TimeoutError:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     return summary
 
 
@@ -66,6 +80,12 @@ def run(options: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print(json.dumps(summary), file=sys.stdout if options.no_display else sys.stderr)
+    if summary["connects"] == 0:
+        reasons = ", ".join(f"{kind} x{n}" for kind, n in sorted(
+            summary["errorsByKind"].items())) or "nothing answered"  # type: ignore[attr-defined]
+        print(f"csms simulate: no station connected to {options.url} ({reasons})",
+              file=sys.stderr)
+        return 1
     if options.check and not healthy(summary, options.stations):
         print("csms simulate: the fleet had failures (see the summary)", file=sys.stderr)
         return 1

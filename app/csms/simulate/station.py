@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 import ssl
@@ -35,8 +36,12 @@ class _CommandCounter(NoHooks):
 
 
 class SimulatedStation:
-    def __init__(self, sid: str, options: Any, stats: Stats) -> None:
+    def __init__(self, sid: str, options: Any, stats: Stats,
+                 stop: asyncio.Event | None = None) -> None:
+        """`stop`, once set, makes the station close its socket normally (1000) and end."""
         self.sid = sid
+        self.stop = stop or asyncio.Event()
+        self._reboot = asyncio.Event()
         self.options = options
         self.version: str = options.version
         self.stats = stats
@@ -77,7 +82,7 @@ class SimulatedStation:
     async def run(self) -> None:
         url = f"{self.options.url.rstrip('/')}/{self.sid}"
         backoff = 1.0
-        while True:
+        while not self.stop.is_set():
             try:
                 async with websockets.connect(
                     url, subprotocols=[subprotocol(self.version)],  # type: ignore[list-item]
@@ -93,8 +98,14 @@ class SimulatedStation:
                     return  # the server will not change its mind
             except (OSError, ConnectionClosed, TimeoutError) as exc:
                 self.stats.error(type(exc).__name__)
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-            backoff = min(backoff * 2, 60.0)
+            if self._reboot.is_set():  # back up after a moment, as a rebooted station is
+                self._reboot.clear()
+                pause = random.uniform(0.5, 1.5)
+            else:
+                pause = backoff * random.uniform(0.5, 1.5)
+                backoff = min(backoff * 2, 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), pause)
 
     async def _connected(self, ws: Any) -> None:
         async def send(text: str) -> None:
@@ -106,15 +117,25 @@ class SimulatedStation:
         self.stats.connects += 1
         reader = asyncio.create_task(self._read(ws))
         work = asyncio.create_task(self._operate())
+        stopping = asyncio.create_task(self.stop.wait())
+        rebooting = asyncio.create_task(self._reboot.wait())
+        tasks = (reader, work, stopping, rebooting)
         try:
-            await asyncio.wait({reader, work}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self.stop.is_set() or self._reboot.is_set():  # a normal close, not a drop
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(
+                        ws.close(1000, "rebooting" if self._reboot.is_set() else "stopping"), 5)
         finally:
-            for task in (reader, work):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(reader, work, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.session.close("disconnected")
             self.stats.connected -= 1
-            self.stats.disconnects += 1
+            if self._reboot.is_set():
+                self.stats.reboots += 1
+            else:
+                self.stats.disconnects += 1
 
     async def _read(self, ws: Any) -> None:
         assert self.session is not None
@@ -159,6 +180,9 @@ class SimulatedStation:
                 task.add_done_callback(self._background.discard)
             elif kind == "stop" and self.tx is not None:
                 self.tx.wh = -1.0  # ends the running session at its next sample
+            elif kind == "reset":
+                self._reboot.set()  # _connected closes the socket; run() reconnects and boots
+                return
             elif kind == "trigger":
                 requested = payload.get("requestedMessage")
                 if requested == "Heartbeat":

@@ -11,7 +11,8 @@ class Stats:
         self.started = time.monotonic()
         self.connected = 0
         self.connects = 0
-        self.disconnects = 0
+        self.disconnects = 0  # not counting reboots the central system asked for
+        self.reboots = 0
         self.refused = 0
         self.calls = 0
         self.errors = 0
@@ -56,7 +57,7 @@ class Stats:
         return {
             "seconds": round(time.monotonic() - self.started, 1),
             "connected": self.connected, "connects": self.connects,
-            "disconnects": self.disconnects, "refused": self.refused,
+            "disconnects": self.disconnects, "reboots": self.reboots, "refused": self.refused,
             "calls": self.calls, "errors": self.errors, "errorsByKind": self.errors_by_kind,
             "commandsAnswered": self.commands,
             "latencyMs": {k: round(v, 2) for k, v in self.percentiles().items()},
