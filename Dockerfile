@@ -22,8 +22,10 @@ COPY operator ./operator
 # Bytecode compiled here, once: the root filesystem is read-only at run time. Extension
 # modules lose their symbol tables (uvloop's alone is 13.6 MB with them, 1.6 MB without).
 # pygments (10 MB) comes with rich for syntax highlighting, which csms never does.
+# Swagger UI's source maps (10 MB) serve only its own developers.
 RUN /opt/csms/bin/pip install --no-deps . \
  && /opt/csms/bin/pip uninstall -y pygments setuptools pip \
+ && find /opt/csms -name '*.map' -delete \
  && find /opt/csms -name '*.so' -exec strip --strip-unneeded {} + \
  && python3 -m compileall -q -j 0 /opt/csms/lib
 # The runtime root filesystem: Python, the libraries it all links against, dash and sleep,

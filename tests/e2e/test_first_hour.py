@@ -76,3 +76,19 @@ def test_the_licence_is_declared_and_shipped() -> None:
     metadata = importlib.metadata.metadata("csms")
     assert metadata["License-Expression"] == "Apache-2.0"
     assert "Apache License" in (ROOT / "LICENSE").read_text()
+
+
+def test_docs_load_without_internet(server: Server) -> None:
+    page = httpx.get(f"{server.http}/docs", timeout=5)
+    assert page.status_code == 200
+    # Every asset the page loads is served by csms itself: no CDN.
+    assets = [a for a in page.text.replace("'", '"').split('"')
+              if a.startswith(("http://", "https://", "//", "/docs/static/"))]
+    assert assets and all(a.startswith("/docs/static/") for a in assets), assets
+    for asset in assets:
+        served = httpx.get(f"{server.http}{asset}", timeout=5)
+        assert served.status_code == 200 and served.content, asset
+    bundle = httpx.get(f"{server.http}/docs/static/swagger-ui-bundle.js", timeout=5)
+    assert len(bundle.content) > 500_000  # the real Swagger UI
+    assert httpx.get(f"{server.http}/openapi.json", timeout=5).json()["info"]["title"] == "csms"
+    assert httpx.get(f"{server.http}/docs/oauth2-redirect", timeout=5).status_code == 200

@@ -4,8 +4,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 import csms
@@ -118,8 +120,26 @@ def valid_for_some(action: str, payload: dict[str, Any], versions: Iterable[str]
 
 
 def build_api(app: "CsmsApp") -> FastAPI:
-    api = FastAPI(title="csms", version=csms.__version__,
+    # /docs from the package's own Swagger UI: the CDN FastAPI uses by default is out of
+    # reach on many clusters and offline machines, and /docs would be blank there.
+    api = FastAPI(title="csms", version=csms.__version__, docs_url=None, redoc_url=None,
                   description="OCPP central system: stations and calls to them.")
+    from swagger_ui_bundle import swagger_ui_path
+
+    api.mount("/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="csms API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @api.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
     bearer = Security(HTTPBearer(auto_error=False,
                                  description="CSMS_API_TOKEN or CSMS_API_TOKEN_FILE"))
