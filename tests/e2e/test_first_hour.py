@@ -2,6 +2,7 @@
 importable from `csms`, `--help` shows the defaults, a server that would refuse everyone
 says so, `/metrics` carries no `*_created` clutter, and the licence is declared."""
 
+import asyncio
 import importlib.metadata
 import subprocess
 import sys
@@ -92,3 +93,41 @@ def test_docs_load_without_internet(server: Server) -> None:
     assert len(bundle.content) > 500_000  # the real Swagger UI
     assert httpx.get(f"{server.http}/openapi.json", timeout=5).json()["info"]["title"] == "csms"
     assert httpx.get(f"{server.http}/docs/oauth2-redirect", timeout=5).status_code == 200
+
+
+async def test_handlers_log_under_plain_uvicorn(tmp_path: Path) -> None:
+    import os
+
+    from ocpp.v201 import call as call201
+
+    from tests.e2e.conftest import free_port
+    from tests.e2e.stations import connected
+    from tests.polling import eventually
+
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    proc = plain_uvicorn(port, log, {**os.environ, "CSMS_ACCEPT_UNKNOWN": "true",
+                                     "PYTHONPATH": str(ROOT)})
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success
+            except httpx.HTTPError:
+                return False
+
+        await eventually(up, 20)
+        async with connected(f"ws://127.0.0.1:{port}/ocpp", "CS-LOG", "2.0.1") as station:
+            await station.call(call201.Authorize(
+                id_token={"id_token": "FLEET-001", "type": "ISO14443"}))
+        await eventually(lambda: "authorize FLEET-001: Accepted" in log.read_text(), 10)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 20)
+
+
+def plain_uvicorn(port: int, log: Path, env: dict[str, str]) -> "subprocess.Popen[bytes]":
+    """The README's developer example, served by uvicorn itself (not `csms serve`)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.app:app", "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -347,6 +347,12 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
     """An ASGI app serving `routers` (first wins) ahead of the central system's own
     handlers; `builtin=False` serves only `routers`."""
     settings = settings or Settings.from_env()
+    if not logging.getLogger("csms").handlers and not logging.getLogger().handlers:
+        # Served by plain uvicorn (or another ASGI server), nothing set up logging: without
+        # this, handlers' context.log lines below WARNING would go nowhere.
+        from csms.observability.logging import configure
+
+        configure(settings.log_level, settings.log_json, settings.secrets())
     if services is None and settings.redis_url:
         from csms.cluster import redis_services
 
