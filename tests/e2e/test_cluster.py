@@ -24,6 +24,8 @@ from tests.polling import eventually, wait_until
 from tests.redis_server import RedisServer
 
 RESET = {"action": "Reset", "payload": {"type": "Soft"}}
+# For `csms simulate`'s stations, which reboot on a Reset (they reconnect, as real ones do).
+AVAILABLE = {"action": "ChangeAvailability", "payload": {"connectorId": 0, "type": "Operative"}}
 
 
 class Cluster:
@@ -96,7 +98,7 @@ def fresh(tmp_path: Path) -> Iterator[Cluster]:
 def calls_succeed(cluster: Cluster, sids: list[str], pods: list[Server]) -> bool:
     for pod in pods:
         for sid in sids:
-            response = api(pod, "POST", f"/api/v1/stations/{sid}/calls", json=RESET)
+            response = api(pod, "POST", f"/api/v1/stations/{sid}/calls", json=AVAILABLE)
             if response.status_code != 200:
                 return False
             assert response.json()["result"] == {"status": "Accepted"}
@@ -110,9 +112,10 @@ def test_api_calls_sent_to_every_pod_reach_stations_on_every_pod(cluster: Cluste
     assert len(holders) >= 2, "nginx spread the stations over the pods"
     for pod in cluster.pods:
         for sid in sids:
-            response = api(pod, "POST", f"/api/v1/stations/{sid}/calls", json=RESET)
+            response = api(pod, "POST", f"/api/v1/stations/{sid}/calls", json=AVAILABLE)
             assert response.status_code == 200, (pod.port, sid, response.text)
-            assert response.json() == {"action": "Reset", "result": {"status": "Accepted"}}
+            assert response.json() == {"action": "ChangeAvailability",
+                                       "result": {"status": "Accepted"}}
         view = api(pod, "GET", f"/api/v1/stations/{sids[0]}").json()
         assert view["connected"] is True and view["pod"]
         missing = api(pod, "POST", "/api/v1/stations/NOBODY/calls", json=RESET)
