@@ -29,7 +29,8 @@ def test_a_bad_value_names_its_key() -> None:
 # Each a value `csms serve` took silently or with a traceback before it was checked.
 BAD = [
     ("CSMS_LOG_LEVEL", "verbose", "one of debug, info, warning, error, critical"),
-    ("CSMS_WS", "foo", "csms, auto, websockets, websockets-sansio, wsproto or module:Class"),
+    ("CSMS_WS", "foo", "csms, auto, websockets, websockets-sansio or module:Class"),
+    ("CSMS_WS", "wsproto", "csms, auto, websockets, websockets-sansio or module:Class"),
     ("CSMS_SSL_CERTFILE", "/nonexistent/cert.pem", "a readable file"),
     ("CSMS_SSL_KEYFILE", "/nonexistent/key.pem", "a readable file"),
     ("CSMS_SSL_CA_CERTS", "/nonexistent/ca.pem", "a readable file"),

@@ -55,9 +55,10 @@ def existing_path(value: str) -> str | None:
 
 
 def _ws(value: str) -> str | None:
-    if value in ("csms", "auto", "websockets", "websockets-sansio", "wsproto") or ":" in value:
+    # wsproto is not installed with csms: name its uvicorn class (module:Class) to use it.
+    if value in ("csms", "auto", "websockets", "websockets-sansio") or ":" in value:
         return None
-    return "csms, auto, websockets, websockets-sansio, wsproto or module:Class"
+    return "csms, auto, websockets, websockets-sansio or module:Class"
 
 
 def networks(value: str) -> str | None:
@@ -131,7 +132,8 @@ class Settings:
         None, "a file of API bearer tokens, one per line (e.g. a mounted Secret), re-read "
               "when it changes; with CSMS_API_TOKEN both sets are accepted", readable_file)
     ws: str = _field("csms", "websocket implementation: csms (uvicorn's sans-I/O one, leaner "
-                             "per connection) or any of uvicorn's (auto, websockets, wsproto)",
+                             "per connection) or uvicorn's own (auto, websockets, "
+                             "websockets-sansio, or module:Class)",
                      _ws)
     graceful_timeout: float = _field(30.0, "seconds a shutdown (the SIGTERM drain) may take",
                                      above(0))
