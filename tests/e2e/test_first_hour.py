@@ -131,3 +131,27 @@ def plain_uvicorn(port: int, log: Path, env: dict[str, str]) -> "subprocess.Pope
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "examples.app:app", "--port", str(port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+
+
+async def test_the_api_writes_times_as_ocpp_does(server: Server) -> None:
+    import re
+
+    from ocpp.v201 import call as call201
+
+    from tests.e2e.stations import connected
+
+    async with connected(server.ws, "cs201", "2.0.1") as station:
+        await station.call(call201.BootNotification(
+            charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"))
+        async with httpx.AsyncClient() as client:
+            view = (await client.get(f"{server.http}/api/v1/stations/cs201")).json()
+            queued = (await client.post(f"{server.http}/api/v1/stations/rpc16/calls",
+                                        json={"action": "Reset", "payload": {"type": "Soft"},
+                                              "queue": True})).json()
+    for key in ("connectedSince", "lastMessage", "bootedAt"):
+        assert re.match(RFC3339, view[key]), (key, view[key])
+    for key in ("createdAt", "expiresAt", "updatedAt"):
+        assert re.match(RFC3339, queued[key]), (key, queued[key])

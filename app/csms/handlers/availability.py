@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from csms.handlers.clock import now
+from csms.clock import now
 from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
 from csms.services import Services

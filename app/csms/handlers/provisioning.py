@@ -8,7 +8,7 @@ outcome of each key (Accepted, Rejected, RebootRequired, ... or the failure) is 
 import logging
 from typing import Any
 
-from csms.handlers.clock import now
+from csms.clock import now
 from csms.observability.counters import bump
 from csms.protocol.errors import OcppException
 from csms.protocol.router import Context, Router

@@ -3,7 +3,7 @@
 import uuid
 from typing import Any
 
-from csms.handlers.clock import now
+from csms.clock import now
 from csms.protocol.versions import V16
 
 

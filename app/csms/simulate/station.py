@@ -12,7 +12,7 @@ from typing import Any
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from csms.handlers.clock import now
+from csms.clock import now
 from csms.protocol.errors import OcppException
 from csms.protocol.router import tables
 from csms.protocol.session import NoHooks, Session

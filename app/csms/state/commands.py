@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from csms.clock import rfc3339
 from csms.observability.counters import bump
 from csms.protocol.session import Session
 from csms.state.calls import call_session
@@ -61,8 +62,8 @@ class Command:
         body: dict[str, Any] = {
             "id": self.id, "station": self.station_id, "action": self.action,
             "payload": self.payload, "status": self.current_status(time.time()),
-            "createdAt": self.created_at, "expiresAt": self.expires_at,
-            "updatedAt": self.updated_at}
+            "createdAt": rfc3339(self.created_at), "expiresAt": rfc3339(self.expires_at),
+            "updatedAt": rfc3339(self.updated_at)}
         if self.result is not None:
             body["result"] = self.result
         if self.error is not None:

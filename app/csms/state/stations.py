@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, NamedTuple, Protocol
 
+from csms.clock import rfc3339
+
 MAX_CONNECTORS = 64
 MAX_CONFIG_KEYS = 256
 MAX_TRANSACTIONS = 64
@@ -41,7 +43,7 @@ class StationState:
     def view(self) -> dict[str, Any]:
         return {
             "boot": self.boot.as_dict() if self.boot else None,
-            "bootedAt": self.booted_at,
+            "bootedAt": rfc3339(self.booted_at),
             "connectors": self.connectors or {},
             "lastMeterValues": self.meter_values,
             "configuration": self.configuration or {},

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 import csms
+from csms.clock import rfc3339
 from csms.protocol import schemas
 from csms.protocol.errors import ErrorCode, RpcError
 from csms.protocol.session import Session
@@ -53,9 +54,9 @@ class CommandView(BaseModel):
     action: str
     payload: dict[str, Any]
     status: str = Field(description="queued, sent, answered, expired or failed")
-    createdAt: float
-    expiresAt: float
-    updatedAt: float
+    createdAt: str = Field(description="RFC 3339, UTC, as OCPP writes times")
+    expiresAt: str
+    updatedAt: str
     result: dict[str, Any] | None = Field(default=None, description="when answered")
     error: dict[str, Any] | None = Field(default=None, description="when failed")
 
@@ -75,10 +76,10 @@ class StationView(BaseModel):
     connected: bool
     pod: str | None = Field(default=None, description="the process holding its connection")
     version: str | None = Field(default=None, description="OCPP version, when connected here")
-    connectedSince: float | None = None
-    lastMessage: float | None = None
+    connectedSince: str | None = Field(default=None, description="RFC 3339, UTC")
+    lastMessage: str | None = Field(default=None, description="RFC 3339, UTC")
     boot: dict[str, Any] | None = Field(default=None, description="its last BootNotification")
-    bootedAt: float | None = None
+    bootedAt: str | None = Field(default=None, description="RFC 3339, UTC")
     connectors: dict[Any, Any] = Field(default_factory=dict)
     lastMeterValues: Any = None
     configuration: dict[str, Any] = Field(default_factory=dict)
@@ -159,8 +160,8 @@ def build_api(app: "CsmsApp") -> FastAPI:
             "connected": True,
             "pod": app.services.router.owner_id,
             "version": session.version,
-            "connectedSince": session.connected_at,
-            "lastMessage": session.last_message_at,
+            "connectedSince": rfc3339(session.connected_at),
+            "lastMessage": rfc3339(session.last_message_at),
         }
         body.update(state.view() if state else {"boot": None, "connectors": {}})
         return body
