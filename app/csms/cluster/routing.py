@@ -423,11 +423,8 @@ class RedisRouter:
         session = self._connections.get(message["station"])
         if session is None:
             outcome = not_connected(message["station"])
-        elif span is None:
-            outcome = await call_session(session, message["action"], message["payload"],
-                                         min(message["timeout"], remaining))
-        else:  # the station's CALL is a child of the routed span
-            with use_span(span):
+        else:  # when traced, the station's CALL is a child of the routed span
+            with use_span(span) if span is not None else contextlib.nullcontext():
                 outcome = await call_session(session, message["action"], message["payload"],
                                              min(message["timeout"], remaining))
         if span is not None:
