@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
 from csms.state.errors import Unavailable
@@ -105,6 +106,54 @@ async def test_state_written_behind_waits_for_redis_and_is_bounded(tmp_path: Pat
         state = await eventually(state_now, 10)
         assert state.meter_values == {"v": 4}
         assert set(state.connectors or {}) == {"1", "2"}
+    finally:
+        await store.close()
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_new_session_written_behind_replaces_the_old_one_in_order(
+        tmp_path: Path) -> None:
+    from tests.polling import eventually
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    client = Redis.from_url(server.url, socket_connect_timeout=0.5)
+    store = RedisStationStore(client)
+    await store.start()
+    try:
+        await store.record_protocol("cp", "1.6")
+        await store.record_connector("cp", "1", {"status": "Charging"})
+        await store.record_meter_values("cp", {"v": 1})
+        await store.record_configuration("cp", "K", "Accepted")
+        await eventually(lambda: client.hget("csms:station:cp:connectors", "1"))
+        server.stop()
+        # While Redis is down: the old session's last writes, a reboot, the new session's.
+        await store.record_connector("cp", "2", {"status": "Faulted"})
+        await store.record_boot("cp", {"vendor": "v", "model": "m"})
+        await store.record_connector("cp", "3", {"status": "Available"})
+        assert store.pending == 4  # 3, meterValues (a delete), boot, bootedAt; not 2
+        server.start()  # empty, as after a restart: put the old session back first
+        async with Redis.from_url(server.url) as fresh:
+            await fresh.hset("csms:station:cp:connectors", "1", '{"status": "Charging"}')
+            await fresh.hset("csms:station:cp", mapping={"meterValues": "{}", "protocol": "1.6"})
+
+        async def state_now() -> StationState | None:
+            try:
+                await store.flush()
+            except RedisError:  # a pooled connection from before the restart
+                return None
+            return await store.get("cp")
+
+        state = await eventually(state_now, 10)
+        assert state.connectors == {"3": {"status": "Available"}}
+        assert state.meter_values is None and state.boot is not None
+        # A connection with the same version keeps the session; another one ends it.
+        await store.record_protocol("cp", "1.6")
+        assert (await store.get("cp")).connectors  # type: ignore[union-attr]
+        await store.record_protocol("cp", "2.0.1")
+        state = await store.get("cp")
+        assert state is not None and state.connectors is None and state.protocol == "2.0.1"
     finally:
         await store.close()
         await client.aclose()

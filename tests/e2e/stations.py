@@ -2,17 +2,21 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import websockets
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v21 import ChargePoint as ChargePoint21
 from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
+
+NOW = "2026-01-01T00:00:00Z"
 
 
 class Station16(ChargePoint16):
@@ -91,3 +95,44 @@ async def connected(url: str, sid: str, version: str, **kwargs: Any) -> AsyncIte
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                 await task
+
+
+View = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def a_new_session_starts_clean(sid: str, first: tuple[str, View],
+                                     second: tuple[str, View]) -> None:
+    """Station state belongs to one station session (issue 12): connect `sid` with OCPP 1.6
+    to the first server, then with 2.0.1 to the second (the same one or another pod), and
+    boot. Each server comes as (websocket URL, a read of the station from its API)."""
+    (first_url, view), (second_url, second_view) = first, second
+    async with connected(first_url, sid, "1.6") as cp:
+        await cp.call(call16.BootNotification(charge_point_vendor="Acme",
+                                              charge_point_model="A1"))
+        for connector in (1, 2):
+            await cp.call(call16.StatusNotification(connector_id=connector,
+                                                    error_code="NoError", status="Charging"))
+        await cp.call(call16.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
+                                              timestamp=NOW))
+        await cp.call(call16.MeterValues(connector_id=1, meter_value=[
+            {"timestamp": NOW, "sampledValue": [{"value": "10"}]}]))
+    old = await view()
+    view = second_view
+    assert old["version"] == "1.6" and set(old["connectors"]) == {"1", "2"}
+    assert old["lastMeterValues"] is not None and len(old["transactions"]) == 1
+
+    async with connected(second_url, sid, "2.0.1") as cp:  # another version, no boot yet
+        fresh = await view()
+        assert fresh["version"] == "2.0.1" and fresh["connected"]
+        assert fresh["connectors"] == {} and fresh["lastMeterValues"] is None
+        assert fresh["transactions"] == old["transactions"]  # to be ended, not forgotten
+        assert fresh["boot"] == old["boot"]
+        await cp.call(call201.StatusNotification(timestamp=NOW, connector_status="Available",
+                                                 evse_id=1, connector_id=1))
+    async with connected(second_url, sid, "2.0.1") as cp:  # the same version: the same session
+        assert set((await view())["connectors"]) == {"1/1"}
+        await cp.call(call201.BootNotification(
+            charging_station={"vendor_name": "Acme", "model": "A2"}, reason="PowerUp"))
+        booted = await view()
+        assert booted["connectors"] == {} and booted["boot"]["model"] == "A2"
+        assert booted["transactions"] == old["transactions"]

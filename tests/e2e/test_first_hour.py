@@ -1,17 +1,20 @@
 """What a newcomer meets in the first hour (issue 12): the exceptions the README lists are
 importable from `csms`, `--help` shows the defaults, a server that would refuse everyone
-says so, `/metrics` carries no `*_created` clutter, and the licence is declared."""
+says so, `/metrics` carries no `*_created` clutter, the licence is declared, and a station's
+state does not mix its sessions."""
 
 import asyncio
 import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 import csms
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import Server, api, start_server, stop_server
+from tests.e2e.stations import a_new_session_starts_clean
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,3 +158,13 @@ async def test_the_api_writes_times_as_ocpp_does(server: Server) -> None:
         assert re.match(RFC3339, view[key]), (key, view[key])
     for key in ("createdAt", "expiresAt", "updatedAt"):
         assert re.match(RFC3339, queued[key]), (key, queued[key])
+
+
+async def test_a_new_station_session_starts_clean(server: Server) -> None:
+    async def view() -> dict[str, Any]:
+        answer = await asyncio.to_thread(api, server, "GET", "/api/v1/stations/any")
+        assert answer.status_code == 200
+        body: dict[str, Any] = answer.json()
+        return body
+
+    await a_new_session_starts_clean("any", (server.ws, view), (server.ws, view))

@@ -3,15 +3,16 @@ cluster-unique transaction ids, one event stream. (Call routing between pods com
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from ocpp.v16 import call as call16
 
 from tests.e2e.conftest import Server, api, basic, start_server, stop_server
-from tests.e2e.stations import connected
+from tests.e2e.stations import a_new_session_starts_clean, connected
 from tests.redis_server import RedisServer
 
 STATIONS = """
@@ -28,6 +29,11 @@ spec:
   securityProfile: 1
   password: never-stored-in-plain
   authorization: {acceptAll: true}
+---
+apiVersion: csms.dev/v1alpha1
+kind: ChargingStation
+metadata: {name: upgraded}
+spec: {authorization: {acceptAll: true}}
 """
 NOW = "2026-01-01T00:00:00Z"
 
@@ -86,6 +92,24 @@ async def test_pods_share_registry_state_ids_and_events(
             assert all(b"never-stored-in-plain" not in v for v in values)
     finally:
         client.close()
+
+
+async def test_a_new_session_on_another_pod_starts_clean(
+    cluster: tuple[RedisServer, Server, Server],
+) -> None:
+    _, pod_a, pod_b = cluster
+
+    def reader(pod: Server) -> Callable[[], Awaitable[dict[str, Any]]]:
+        async def view() -> dict[str, Any]:
+            answer = await asyncio.to_thread(api, pod, "GET", "/api/v1/stations/upgraded")
+            assert answer.status_code == 200
+            body: dict[str, Any] = answer.json()
+            return body
+        return view
+
+    # Pod B learns the last session's version from Redis, and clears what pod A wrote.
+    await a_new_session_starts_clean("upgraded", (pod_a.ws, reader(pod_a)),
+                                     (pod_b.ws, reader(pod_b)))
 
 
 def test_a_pod_refuses_to_start_without_its_redis(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ resumes by itself when Redis returns.
 
 import asyncio
 import collections
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from csms.cluster.flushing import flush_forever
+from csms.cluster.flushing import flush_forever, stop_flushing
 from csms.state.events import Event
 
 BATCH = 500
@@ -57,16 +56,16 @@ class RedisEventBus:
         self._buffer.append((station_id, version, action, payload, time.time()))
         self._wake.set()
 
+    def _waiting(self) -> str:
+        return f"{len(self._buffer)} events"
+
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(flush_forever(
-            self._wake, self.flush, lambda: f"{len(self._buffer)} events"))
+            self._wake, self.flush, self._waiting))
 
     async def close(self) -> None:
         if self._task is not None:
-            await self.flush()  # best effort: what Redis takes before shutdown
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_flushing(self._task, self.flush, self._waiting)
 
     async def flush(self) -> None:
         """Write everything buffered; raises RedisError if Redis is unreachable."""

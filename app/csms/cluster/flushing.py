@@ -30,3 +30,19 @@ async def flush_forever(wake: asyncio.Event, flush: Callable[[], Awaitable[None]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
             wake.set()
+
+
+async def stop_flushing(task: "asyncio.Task[None]", flush: Callable[[], Awaitable[None]],
+                        waiting: Callable[[], str]) -> None:
+    """End the loop, then flush what is left once: what Redis takes before shutdown.
+
+    The loop is cancelled until it has ended: redis-py (8.1) can swallow a cancellation that
+    arrives mid-command, after an outage, and a loop that survived it would hold the shutdown
+    forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    try:
+        await flush()
+    except RedisError as exc:
+        logger.warning("%s lost at shutdown, Redis unreachable: %s", waiting(), exc)

@@ -2,14 +2,15 @@
 
 Keys (all under one prefix, `csms:` by default):
   {p}registry             hash: station id -> entry JSON (password as a PBKDF2 hash only)
-  {p}station:{id}         hash: boot, bootedAt, meterValues (JSON)
+  {p}station:{id}         hash: boot, bootedAt, meterValues (JSON), protocol, and presence
+                          (pod, connectedAt, lastSeen, disconnectedAt, lastRejection)
   {p}station:{id}:{table} hash: connectors | configuration | transactions -> JSON,
                           at most MAX_* fields each (a station cannot grow them unbounded)
   {p}txid                 counter: OCPP 1.6 transaction ids, unique across the cluster
 """
 
 import asyncio
-import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from csms.cluster.codec import entry_from_json, entry_to_json
-from csms.cluster.flushing import flush_forever
+from csms.cluster.flushing import flush_forever, stop_flushing
 from csms.observability.counters import bump
 from csms.state.errors import Unavailable
 from csms.state.registry import StationEntry
@@ -122,6 +123,21 @@ class RedisRegistry:
             await pipe.execute()
 
 
+@dataclasses.dataclass(slots=True)
+class _Hash:
+    """What waits to be written to one hash: deleted first if `cleared`, then each field set
+    to its value (a None deletes the field) and bound (the hash's size limit, or 0)."""
+
+    cleared: bool = False
+    fields: dict[str, tuple[str | None, int]] = dataclasses.field(default_factory=dict)
+
+    def then(self, newer: "_Hash") -> "_Hash":
+        """These writes followed by `newer`'s, as one."""
+        if newer.cleared:
+            return newer
+        return _Hash(self.cleared, {**self.fields, **newer.fields})
+
+
 class RedisStationStore:
     """Station state in Redis. Boot, connector, meter-value and configuration records are
     written behind: the handler answers at once, the latest value per field is kept and one
@@ -135,8 +151,8 @@ class RedisStationStore:
         self._prefix = prefix
         self._bounded = redis.register_script(_BOUNDED_HSET)
         self._merge = redis.register_script(_MERGE)
-        # (key, field) -> (value, bound on the hash's size or 0)
-        self._pending: dict[tuple[str, str], tuple[str, int]] = {}
+        self._pending: dict[str, _Hash] = {}
+        self._count = 0  # fields pending, over every hash
         self._max_pending = max_pending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -144,47 +160,69 @@ class RedisStationStore:
     @property
     def pending(self) -> int:
         """Writes buffered and not flushed yet (`csms_writes_waiting{kind="state"}`)."""
-        return len(self._pending)
+        return self._count
 
     def _key(self, station_id: str, table: str | None = None) -> str:
         base = f"{self._prefix}station:{station_id}"
         return f"{base}:{table}" if table else base
 
+    def _waiting(self) -> str:
+        return f"station state ({self._count} fields)"
+
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(flush_forever(
-            self._wake, self.flush, lambda: f"station state ({len(self._pending)} fields)"))
+            self._wake, self.flush, self._waiting))
 
     async def close(self) -> None:
         if self._task is not None:
-            with contextlib.suppress(RedisError):
-                await self.flush()
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_flushing(self._task, self.flush, self._waiting)
 
-    def _write(self, key: str, field: str, value: str, bound: int = 0) -> None:
-        if len(self._pending) >= self._max_pending and (key, field) not in self._pending:
-            bump("csms_state_writes_lost")
-            return
-        self._pending[(key, field)] = (value, bound)
+    def _write(self, key: str, field: str, value: str | None, bound: int = 0) -> None:
+        """Set (or, with None, delete) a field, written behind."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Hash()
+        if field not in pending.fields:
+            if self._count >= self._max_pending:
+                bump("csms_state_writes_lost")
+                return
+            self._count += 1
+        pending.fields[field] = (value, bound)
+        self._wake.set()
+
+    def _clear(self, key: str) -> None:
+        """Delete a whole hash, behind: what was pending for it is dropped, what follows is
+        written after the delete."""
+        dropped = self._pending.pop(key, None)
+        if dropped is not None:
+            self._count -= len(dropped.fields)
+        self._pending[key] = _Hash(cleared=True)
         self._wake.set()
 
     async def flush(self) -> None:
         """Write what is pending; raises RedisError (and keeps it pending) if Redis is down."""
-        batch, self._pending = self._pending, {}
+        batch, self._pending, self._count = self._pending, {}, 0
         if not batch:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for (key, field), (value, bound) in batch.items():
-                    if bound:
-                        await self._bounded(keys=[key], args=[field, value, bound],
-                                            client=pipe)
-                    else:
-                        pipe.hset(key, field, value)
+                for key, pending in batch.items():
+                    if pending.cleared:
+                        pipe.delete(key)
+                    for field, (value, bound) in pending.fields.items():
+                        if value is None:
+                            pipe.hdel(key, field)
+                        elif bound:
+                            await self._bounded(keys=[key], args=[field, value, bound],
+                                                client=pipe)
+                        else:
+                            pipe.hset(key, field, value)
                 await pipe.execute()
         except RedisError:
-            for item, entry in batch.items():  # newer values written meanwhile win
-                self._pending.setdefault(item, entry)
+            for key, old in batch.items():  # what was written meanwhile comes after
+                new = self._pending.get(key)
+                self._pending[key] = old if new is None else old.then(new)
+            self._count = sum(len(p.fields) for p in self._pending.values())
             raise
 
     @unavailable
@@ -203,6 +241,7 @@ class RedisStationStore:
             station_id=station_id,
             boot=Boot(**boot) if boot else None,
             booted_at=float(main[b"bootedAt"]) if b"bootedAt" in main else None,
+            protocol=main[b"protocol"].decode() if b"protocol" in main else None,
             connectors={k.decode(): json.loads(v) for k, v in connectors.items()} or None,
             meter_values=json.loads(main[b"meterValues"]) if b"meterValues" in main else None,
             configuration={k.decode(): v.decode() for k, v in configuration.items()} or None,
@@ -228,7 +267,24 @@ class RedisStationStore:
         self._write(self._key(station_id), "lastRejection",
                     json.dumps({"reason": reason, "at": time.time()}))
 
+    @tolerant
+    async def record_protocol(self, station_id: str, version: str) -> None:
+        key = self._key(station_id)
+        pending = self._pending.get(key)
+        if pending is not None and "protocol" in pending.fields:
+            last: str | bytes | None = pending.fields["protocol"][0]
+        else:  # the one read on a connection: a new session's first write may depend on it
+            last = await self._redis.hget(key, "protocol")
+        if last is not None and (last.decode() if isinstance(last, bytes) else last) != version:
+            self._new_session(station_id)
+        self._write(key, "protocol", version)
+
+    def _new_session(self, station_id: str) -> None:
+        self._clear(self._key(station_id, "connectors"))
+        self._write(self._key(station_id), "meterValues", None)
+
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
+        self._new_session(station_id)
         key = self._key(station_id)
         self._write(key, "boot", json.dumps({k: boot.get(k) for k in Boot._fields}))
         self._write(key, "bootedAt", repr(time.time()))

@@ -1,7 +1,12 @@
 """What the central system knows about each station beyond its registry entry: boot info,
 connector statuses, the last meter values, configuration outcomes and open transactions.
 
-Sizes are bounded per station so a misbehaving station cannot grow memory without limit.
+Connector statuses and meter values belong to one station session: a BootNotification, or a
+connection with another OCPP version than the last, starts a new one and clears them (a
+rebooted station reports them afresh, and 1.6 and 2.x name connectors differently).
+Transactions and configuration outcomes outlive a reboot: the station still has to end the
+one and keeps the other. Sizes are bounded per station so a misbehaving station cannot grow
+memory without limit.
 """
 
 import dataclasses
@@ -34,6 +39,7 @@ class StationState:
     station_id: str
     boot: Boot | None = None
     booted_at: float | None = None
+    protocol: str | None = None  # the OCPP version of its current or last connection
     # Tables are made on first use: most of 19,000 idle stations never fill all of them.
     connectors: dict[str, dict[str, Any]] | None = None
     meter_values: dict[str, Any] | None = None
@@ -42,6 +48,7 @@ class StationState:
 
     def view(self) -> dict[str, Any]:
         return {
+            "version": self.protocol,
             "boot": self.boot.as_dict() if self.boot else None,
             "bootedAt": rfc3339(self.booted_at),
             "connectors": self.connectors or {},
@@ -54,7 +61,12 @@ class StationState:
 class StationStore(Protocol):
     async def get(self, station_id: str) -> StationState | None: ...
 
-    async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None: ...
+    async def record_protocol(self, station_id: str, version: str) -> None:
+        """A connection opened with this OCPP version; another than the last one's starts a
+        new station session."""
+
+    async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
+        """An accepted BootNotification: a new station session."""
 
     async def record_connector(self, station_id: str, key: str, status: dict[str, Any]) -> None:
         ...
@@ -98,8 +110,15 @@ class MemoryStationStore:
     async def get(self, station_id: str) -> StationState | None:
         return self._states.get(station_id)
 
+    async def record_protocol(self, station_id: str, version: str) -> None:
+        state = self._state(station_id)
+        if state.protocol is not None and state.protocol != version:
+            state.connectors = state.meter_values = None
+        state.protocol = version
+
     async def record_boot(self, station_id: str, boot: dict[str, Any]) -> None:
         state = self._state(station_id)
+        state.connectors = state.meter_values = None
         # Interned: a fleet shares a handful of vendors, models and firmware versions.
         state.boot = Boot(*(sys.intern(v) if isinstance(v := boot.get(k), str) else v
                             for k in Boot._fields))

@@ -75,7 +75,8 @@ class StationView(BaseModel):
     id: str
     connected: bool
     pod: str | None = Field(default=None, description="the process holding its connection")
-    version: str | None = Field(default=None, description="OCPP version, when connected here")
+    version: str | None = Field(
+        default=None, description="OCPP version of its current (or last) connection")
     connectedSince: str | None = Field(default=None, description="RFC 3339, UTC")
     lastMessage: str | None = Field(default=None, description="RFC 3339, UTC")
     boot: dict[str, Any] | None = Field(default=None, description="its last BootNotification")
@@ -155,15 +156,15 @@ def build_api(app: "CsmsApp") -> FastAPI:
 
     async def view(session: Session) -> dict[str, Any]:
         state = await app.services.stations.get(session.station_id)
-        body: dict[str, Any] = {
-            "id": session.station_id,
+        body: dict[str, Any] = {"id": session.station_id}
+        body.update(state.view() if state else {"boot": None, "connectors": {}})
+        body.update({
             "connected": True,
             "pod": app.services.router.owner_id,
             "version": session.version,
             "connectedSince": rfc3339(session.connected_at),
             "lastMessage": rfc3339(session.last_message_at),
-        }
-        body.update(state.view() if state else {"boot": None, "connectors": {}})
+        })
         return body
 
     @api.get("/healthz", tags=["probes"], response_model=Status)

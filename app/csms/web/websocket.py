@@ -126,6 +126,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
         session.trace_link = span.get_span_context()
     del span
     await app.services.connections.add(session, socket)
+    await app.services.stations.record_protocol(sid, version)
     logger.info("%s connected with OCPP %s", sid, version)
     app.services.presence.connected(sid, app.services.router.owner_id, version)
     app.services.events.publish(sid, version, "connected", {})
