@@ -1,6 +1,6 @@
 """A central system with behaviour of your own, served by any ASGI server:
 
-    uvicorn examples.app:app --port 9000
+    .venv/bin/uvicorn examples.app:app --port 9100   # beside `make run` on 9000
 
 Your routers come first; the central system's own handlers answer everything else.
 """

@@ -124,3 +124,11 @@ def test_csms_operator_stops_on_a_bad_value_too() -> None:
     assert done.returncode == 2
     assert "CSMS_OPERATOR_STATUS_EVERY: expected a number above 0 (got '-1')" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_number_is_named_as_it_was_written() -> None:
+    with pytest.raises(SettingsError) as bad:
+        Settings.from_env({"CSMS_CALL_TIMEOUT": "-1e0"})
+    assert str(bad.value) == "CSMS_CALL_TIMEOUT: expected a number above 0 (got '-1e0')"
+    # A value given in code wins over the environment's, bad or not.
+    assert Settings.from_env({"CSMS_CALL_TIMEOUT": "-1"}, call_timeout=5.0).call_timeout == 5.0

@@ -105,10 +105,14 @@ def _run(config: Any, settings: Settings) -> int:
         internal = uvicorn.Config(config.app, host=settings.host, port=settings.internal_port)
         sockets.append(internal.bind_socket())
     server = uvicorn.Server(config)
-    if config.workers > 1:
-        Multiprocess(config, sockets=sockets).run()
-        return 0
-    server.run(sockets=sockets)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+            return 0
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        # uvicorn raises Ctrl-C's signal again once it has shut down cleanly: no traceback.
+        return 130
     return 0 if server.started else 3  # uvicorn's own exit code for a failed start-up
 
 

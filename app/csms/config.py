@@ -238,8 +238,12 @@ class Settings:
         hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
             key = env_key(f.name)
-            if key in env:
-                values[f.name] = parse(key, env[key], hints[f.name], f.metadata["secret"])
+            if key in env and overrides.get(f.name) is None:
+                values[f.name] = value = parse(key, env[key], hints[f.name], f.metadata["secret"])
+                check = f.metadata["check"]
+                expected = check(value) if check is not None and value is not None else None
+                if expected is not None:  # named with what came, as it was written
+                    raise _mismatch(key, expected, env[key], f.metadata["secret"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
