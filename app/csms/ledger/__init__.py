@@ -1,0 +1,1 @@
+"""The transaction ledger: one model across OCPP versions, durable stores, its API."""
