@@ -1,0 +1,187 @@
+"""The ledger in SQLite (the embedded default): a record is durable when `update` returns.
+
+Writes are group-committed: every change queued while the previous commit was on disk goes
+into the next SQLite transaction, so a thousand stations' messages cost a handful of fsyncs,
+not a thousand, and a message waits at most one commit longer than it would alone. All the
+database work runs in one thread (SQLite connections belong to one), off the event loop.
+WAL with `synchronous=FULL`: a commit that returned survives a `kill -9` and a power cut.
+"""
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from csms.ledger.model import Transaction, instant
+from csms.state.errors import Unavailable
+
+Change = Callable[[Transaction | None], Transaction]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    key TEXT PRIMARY KEY,
+    station TEXT NOT NULL,
+    status TEXT NOT NULL,
+    id_token TEXT,
+    started_utc TEXT,   -- the station's start time in UTC, for time filters and ordering
+    updated_utc TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_station ON transactions (station, started_utc);
+CREATE INDEX IF NOT EXISTS transactions_started ON transactions (started_utc, key);
+CREATE INDEX IF NOT EXISTS transactions_token ON transactions (id_token);
+CREATE TABLE IF NOT EXISTS starts (  -- 1.6 StartTransaction fingerprints, for retries
+    fingerprint TEXT PRIMARY KEY,
+    key TEXT NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class _Op:
+    key: str
+    change: Change
+    fingerprint: str | None
+    done: "asyncio.Future[Transaction]" = field(repr=False)
+
+
+def _utc(timestamp: str | None) -> str | None:
+    return None if timestamp is None else instant(timestamp).astimezone(UTC).isoformat()
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="csms-ledger")
+        self._db: sqlite3.Connection | None = None
+        self._queue: list[_Op] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0  # SQLite transactions committed (group commits, for the bench)
+
+    async def start(self) -> None:
+        await self._run(self._open)
+        self._task = asyncio.get_running_loop().create_task(self._write_forever())
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for op in self._queue:  # never written: the stations will retry
+            if not op.done.done():
+                op.done.set_exception(Unavailable("the ledger is closing"))
+        self._queue.clear()
+        if self._db is not None:
+            await self._run(self._db.close)
+        self._thread.shutdown()
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def update(self, key: str, change: Change,
+                     fingerprint: str | None = None) -> Transaction:
+        """Apply `change` to the record (None if there is none yet) and store the result;
+        returns once it is on disk. With a `fingerprint` already stored (a retried 1.6
+        StartTransaction), returns the record it started instead, unchanged. Raises
+        `Unavailable` when the record cannot be stored (disk full, I/O error); nothing of
+        the failed batch is written."""
+        op = _Op(key, change, fingerprint, asyncio.get_running_loop().create_future())
+        self._queue.append(op)
+        self._wake.set()
+        return await op.done
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                results = await self._run(self._commit, batch)
+            except sqlite3.Error as exc:
+                for op in batch:
+                    if not op.done.done():
+                        op.done.set_exception(Unavailable(f"transaction not stored: {exc}"))
+                continue
+            self.commits += 1
+            for op, result in zip(batch, results, strict=True):
+                if op.done.done():  # the caller has gone (its station closed)
+                    continue
+                if isinstance(result, Exception):
+                    op.done.set_exception(result)
+                else:
+                    op.done.set_result(result)
+
+    def _commit(self, batch: list[_Op]) -> list[Transaction | Exception]:
+        """One SQLite transaction for the whole batch, in order: all of it or none. A change
+        that raises fails alone (its handler answers InternalError); the others are kept."""
+        assert self._db is not None
+        db, touched = self._db, dict[str, Transaction]()
+        results: list[Transaction | Exception] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch:
+                if op.fingerprint is not None:
+                    row = db.execute("SELECT key FROM starts WHERE fingerprint = ?",
+                                     (op.fingerprint,)).fetchone()
+                    if row is not None:
+                        results.append(touched.get(row[0]) or _known(self._load(row[0])))
+                        continue
+                current = touched.get(op.key) or self._load(op.key)
+                try:
+                    record = op.change(current)
+                except Exception as exc:  # reported to its own caller
+                    results.append(exc)
+                    continue
+                if op.fingerprint is not None:
+                    db.execute("INSERT INTO starts VALUES (?, ?)", (op.fingerprint, op.key))
+                touched[op.key] = record
+                results.append(record)
+            for record in touched.values():
+                db.execute(
+                    "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (record.key, record.station_id, record.status, record.id_token,
+                     _utc(record.started_at), _utc(record.updated_at),
+                     json.dumps(record.to_json())))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _load(self, key: str) -> Transaction | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT record FROM transactions WHERE key = ?",
+                               (key,)).fetchone()
+        return Transaction.from_json(json.loads(row[0])) if row else None
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Transaction | None:
+        result: Transaction | None = await self._run(self._load, key)
+        return result
+
+
+def _known(record: Transaction | None) -> Transaction:
+    if record is None:  # a fingerprint always points at a stored record
+        raise LookupError("a stored start fingerprint has no record")
+    return record
