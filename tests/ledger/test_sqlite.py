@@ -79,10 +79,10 @@ async def test_a_change_that_raises_fails_alone(ledger: SqliteLedger) -> None:
 
 async def test_a_full_disk_is_unavailable_and_writes_nothing(ledger: SqliteLedger) -> None:
     await ledger.update("CS-1:T", apply("CS-1", event("T", 0, "Started")))
-    db = ledger._db  # noqa: SLF001 - the one way to fill SQLite's disk from here
+    db = ledger._db  # the one way to fill its disk from here
     assert db is not None
-    pages = (await ledger._run(db.execute, "PRAGMA page_count")).fetchone()[0]  # noqa: SLF001
-    await ledger._run(db.execute, f"PRAGMA max_page_count = {pages}")  # noqa: SLF001
+    pages = (await ledger._run(db.execute, "PRAGMA page_count")).fetchone()[0]
+    await ledger._run(db.execute, f"PRAGMA max_page_count = {pages}")
     more = [ledger.update(f"CS-{n}:U", apply(f"CS-{n}", event("U", 0, "Started")))
             for n in range(2, 300)]  # new records: new pages, which the disk has not
     outcomes = await asyncio.gather(ledger.update("CS-1:T", apply("CS-1", event("T", 1))),
@@ -91,7 +91,7 @@ async def test_a_full_disk_is_unavailable_and_writes_nothing(ledger: SqliteLedge
     stored = await ledger.get("CS-1:T")
     assert stored is not None and stored.seq_nos == {0}  # the batch left no trace
     assert await ledger.get("CS-2:U") is None
-    await ledger._run(db.execute, "PRAGMA max_page_count = 1073741823")  # noqa: SLF001
+    await ledger._run(db.execute, "PRAGMA max_page_count = 1073741823")
     retried = await ledger.update("CS-1:T", apply("CS-1", event("T", 1)))  # the station retries
     assert retried.seq_nos == {0, 1}
 
