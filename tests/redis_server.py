@@ -15,8 +15,9 @@ class RedisServer:
     """`account` (user, password) makes an ACL user the only way in, as managed Redis does."""
 
     def __init__(self, folder: Path, account: tuple[str, str] | None = None,
-                 tls: tuple[Path, Path, Path] | None = None) -> None:
-        """`tls` (certificate, key, CA) serves TLS only, as managed Redis does (rediss://)."""
+                 tls: tuple[Path, Path, Path] | None = None, durable: bool = False) -> None:
+        """`tls` (certificate, key, CA) serves TLS only, as managed Redis does (rediss://);
+        `durable` writes the AOF to disk before each reply, as the ledger needs."""
         self.folder = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -31,14 +32,16 @@ class RedisServer:
         # Each word its own argument: redis-server joins them into one `user` directive.
         self.acl = ["--user", "default", "off", "--user", account[0], "on", f">{account[1]}",
                     "~*", "&*", "+@all"] if account else []
+        self.persistence = (["--appendonly", "yes", "--appendfsync", "always"] if durable
+                            else ["--appendonly", "no"])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
         assert binary, "redis-server is missing: make test installs it (.ci/system-deps.sh)"
         self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", *self.listen, "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), *self.acl],
+            [binary, "--bind", "127.0.0.1", *self.listen, "--save", "", *self.persistence,
+             "--dir", str(self.folder), *self.acl],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
 
@@ -56,4 +59,11 @@ class RedisServer:
 
     def stop(self) -> None:
         stop(self.proc)
+        self.proc = None
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no last save."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
         self.proc = None

@@ -14,14 +14,12 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from csms.ledger.model import Transaction, instant
+from csms.ledger.model import ACTIVE, Transaction
+from csms.ledger.store import MAX_LIMIT, Change, Query, sort_time
 from csms.state.errors import Unavailable
-
-Change = Callable[[Transaction | None], Transaction]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -29,13 +27,12 @@ CREATE TABLE IF NOT EXISTS transactions (
     station TEXT NOT NULL,
     status TEXT NOT NULL,
     id_token TEXT,
-    started_utc TEXT,   -- the station's start time in UTC, for time filters and ordering
-    updated_utc TEXT,
+    at TEXT NOT NULL,   -- sort_time: its start (else latest message) in UTC
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS transactions_station ON transactions (station, started_utc);
-CREATE INDEX IF NOT EXISTS transactions_started ON transactions (started_utc, key);
-CREATE INDEX IF NOT EXISTS transactions_token ON transactions (id_token);
+CREATE INDEX IF NOT EXISTS transactions_at ON transactions (at, key);
+CREATE INDEX IF NOT EXISTS transactions_station ON transactions (station, status, at);
+CREATE INDEX IF NOT EXISTS transactions_token ON transactions (id_token, at);
 CREATE TABLE IF NOT EXISTS starts (  -- 1.6 StartTransaction fingerprints, for retries
     fingerprint TEXT PRIMARY KEY,
     key TEXT NOT NULL
@@ -49,10 +46,6 @@ class _Op:
     change: Change
     fingerprint: str | None
     done: "asyncio.Future[Transaction]" = field(repr=False)
-
-
-def _utc(timestamp: str | None) -> str | None:
-    return None if timestamp is None else instant(timestamp).astimezone(UTC).isoformat()
 
 
 class SqliteLedger:
@@ -157,10 +150,9 @@ class SqliteLedger:
                 results.append(record)
             for record in touched.values():
                 db.execute(
-                    "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?)",
                     (record.key, record.station_id, record.status, record.id_token,
-                     _utc(record.started_at), _utc(record.updated_at),
-                     json.dumps(record.to_json())))
+                     sort_time(record), json.dumps(record.to_json())))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
@@ -179,6 +171,37 @@ class SqliteLedger:
     async def get(self, key: str) -> Transaction | None:
         result: Transaction | None = await self._run(self._load, key)
         return result
+
+    async def query(self, query: Query) -> list[Transaction]:
+        found: list[Transaction] = await self._run(self._select, query)
+        return found
+
+    async def active(self, station_id: str) -> list[Transaction]:
+        return await self.query(Query(station_id=station_id, status=ACTIVE, limit=MAX_LIMIT))
+
+    def _select(self, query: Query) -> list[Transaction]:
+        assert self._db is not None
+        where, args = [], list[Any]()
+        for column, value in (("station", query.station_id), ("status", query.status),
+                              ("id_token", query.id_token)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        since, until = query.bounds()
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("at < ?")
+            args.append(until)
+        if query.after is not None:
+            where.append("(at, key) > (?, ?)")
+            args += [query.after.at, query.after.key]
+        sql = "SELECT record FROM transactions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._db.execute(sql + " ORDER BY at, key LIMIT ?", (*args, query.limit))
+        return [Transaction.from_json(json.loads(row[0])) for row in rows]
 
 
 def _known(record: Transaction | None) -> Transaction:
