@@ -111,7 +111,8 @@ class Live:
         self.prometheus_url = f"http://127.0.0.1:{port}"
 
         def scraping() -> bool:
-            with contextlib.suppress(httpx.HTTPError, KeyError):
+            # Starting, Prometheus answers 503 with a plain-text body: not JSON yet.
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                 up = self.query("up")
                 return len(up) == 3 and all(s["value"][1] == "1" for s in up)
             return False
