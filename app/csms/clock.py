@@ -1,5 +1,6 @@
 """The current time as OCPP writes it: RFC 3339, UTC, millisecond precision."""
 
+import re
 import time
 from datetime import UTC, datetime
 
@@ -23,3 +24,19 @@ def now() -> str:
         text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
         _last = (ms, text.replace("+00:00", "Z"))
     return _last[1]
+
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 date-time (a zone required; `t`/`z` in any case; a leap second read as
+    :59) as an aware datetime; ValueError otherwise."""
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time")
+    day, minutes, seconds, fraction, zone = match.groups()
+    seconds = "59" if seconds == "60" else seconds
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    return datetime.fromisoformat(f"{day}T{minutes}:{seconds}{(fraction or '')[:7]}{zone}")

@@ -54,6 +54,15 @@ def existing_path(value: str) -> str | None:
     return None if os.path.exists(value) else "an existing file or folder"
 
 
+def writable_folder(value: str) -> str | None:
+    """A folder csms may write in, or one it may create (its nearest existing parent)."""
+    path = os.path.abspath(value)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    ok = os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+    return None if ok else "a folder csms can write in or create"
+
+
 def _ws(value: str) -> str | None:
     # wsproto is not installed with csms: name its uvicorn class (module:Class) to use it.
     if value in ("csms", "auto", "websockets", "websockets-sansio") or ":" in value:
@@ -112,6 +121,10 @@ class Settings:
                                   existing_path)
     accept_unknown: bool = _field(
         False, "let stations missing from the registry connect (development only)")
+    data_dir: str | None = _field(
+        None, "where the embedded central system keeps its transaction ledger (SQLite), "
+              "durable across restarts; unset (and without Redis): kept in memory only",
+        writable_folder)
     workers: int = _field(1, "uvicorn worker processes", between(1, 256))
     log_level: str = _field("info", "debug, info, warning or error",
                             one_of("debug", "info", "warning", "error", "critical"))
@@ -168,6 +181,8 @@ class Settings:
                                lambda v: None if v.strip() == v else "no surrounding spaces")
     lease: float = _field(30.0, "cluster mode: seconds a station's ownership lasts unrenewed",
                           at_least(1))
+    ledger_retention_days: float = _field(
+        400.0, "cluster mode: days an ended transaction stays in the Redis ledger", above(0))
     pod_name: str | None = _field(
         None, "cluster mode: the prefix of this process's owner id, shown as a station's pod "
               "(the chart sets the pod's name; unset: the host name)",

@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any, Protocol
 
+from csms.ledger.store import Ledger, MemoryLedger
 from csms.state.admission import TokenBucket
 from csms.state.calls import CallRouter, LocalRouter
 from csms.state.commands import CommandStore, MemoryCommandStore
@@ -27,6 +28,7 @@ class Services:
     registry: StationRegistry = dataclasses.field(default_factory=MemoryRegistry)
     stations: StationStore = dataclasses.field(default_factory=MemoryStationStore)
     transactions: TransactionIds = dataclasses.field(default_factory=MemoryTransactionIds)
+    ledger: Ledger = dataclasses.field(default_factory=MemoryLedger)
     events: EventBus = dataclasses.field(default_factory=MemoryEventBus)
     connections: Connections = dataclasses.field(default_factory=Connections)
     commands: CommandStore = dataclasses.field(default_factory=MemoryCommandStore)

@@ -48,10 +48,6 @@ async def test_station_state_is_recorded_and_bounded(redis: Redis) -> None:
     for n in range(MAX_CONNECTORS + 10):
         await store.record_connector("cp", str(n), {"status": "Available"})
     await store.record_configuration("cp", "A.B", "Accepted")
-    await store.open_transaction("cp", "t1", {"meterStart": 1})
-    merged = await store.update_transaction("cp", "t1", {"seqNo": 2})
-    assert merged == {"meterStart": 1, "seqNo": 2}
-    assert await store.update_transaction("cp", "missing", {"seqNo": 2}) is None
     await store.record_meter_values("cp", {"evseId": 1})
     state = await store.get("cp")
     assert state is not None
@@ -59,12 +55,7 @@ async def test_station_state_is_recorded_and_bounded(redis: Redis) -> None:
     assert view["boot"] == {"vendor": "v", "model": "m", "reason": "PowerUp"}
     assert len(view["connectors"]) == MAX_CONNECTORS  # a station cannot grow it unbounded
     assert view["configuration"] == {"A.B": "Accepted"}
-    assert view["transactions"] == {"t1": {"meterStart": 1, "seqNo": 2}}
     assert view["lastMeterValues"] == {"evseId": 1}
-    closed = await store.close_transaction("cp", "t1", {"meterStop": 9})
-    assert closed == {"meterStart": 1, "seqNo": 2, "meterStop": 9}
-    state = await store.get("cp")
-    assert state is not None and state.view()["transactions"] == {}
 
 
 async def test_transaction_ids_are_unique_across_pods(redis: Redis) -> None:

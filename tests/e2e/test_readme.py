@@ -144,7 +144,7 @@ def test_make_run_the_simulator_and_a_command_to_a_station(
     tmp_path: Path, processes: list[Process],
 ) -> None:
     port = str(free_port())
-    server = Process(f"make run PORT={port}", tmp_path)
+    server = Process(f"make run PORT={port} DATA_DIR={tmp_path / 'data'}", tmp_path)
     processes.append(server)
     printed = [line.replace("9000", port) for line in expected_output("make run")]
     wait_until(lambda: all(line in server.output() for line in printed), 60,
@@ -172,6 +172,7 @@ def test_make_run_the_simulator_and_a_command_to_a_station(
     assert '"reboots": 1' in fleet.output() and "SIM-0001" not in fleet.output()
     server.interrupt()
     assert "Traceback" not in server.output()
+    assert (tmp_path / "data" / "ledger.sqlite3").exists()  # its ledger, durable
 
 
 def test_the_example_app_and_the_laptop_registry_serve(

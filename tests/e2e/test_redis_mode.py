@@ -58,9 +58,9 @@ async def test_pods_share_registry_state_ids_and_events(
     async with connected(pod_a.ws, "pod-a-station", "1.6") as a, connected(
             pod_b.ws, "pod-b-station", "1.6",
             additional_headers=basic("pod-b-station", "never-stored-in-plain")) as b:
-        for cp in (a, b, a, b):
+        for n, cp in enumerate((a, b, a, b)):
             started = await cp.call(call16.StartTransaction(
-                connector_id=1, id_tag="T", meter_start=0, timestamp=NOW))
+                connector_id=1, id_tag="T", meter_start=n, timestamp=NOW))
             ids.append(started.transaction_id)
         await a.call(call16.BootNotification(charge_point_vendor="Acme",
                                              charge_point_model="A1"))

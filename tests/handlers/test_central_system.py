@@ -71,11 +71,17 @@ async def test_transaction_ids_are_unique_and_tokens_follow_the_registry(
     for n, tag in enumerate(["GOOD", "BAD", "GOOD"]):
         session.receive(orjson.dumps([2, f"s{n}", "StartTransaction", {
             "connectorId": 1, "idTag": tag, "meterStart": 0,
-            "timestamp": "2026-01-01T00:00:00Z"}]))
-    frames = await wire.wait_for(3)
+            "timestamp": f"2026-01-01T00:00:0{n}Z"}]))
+    # The station did not get the answer to the last one and sends it again.
+    session.receive(orjson.dumps([2, "s3", "StartTransaction", {
+        "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
+        "timestamp": "2026-01-01T00:00:02Z"}]))
+    frames = await wire.wait_for(4)
     ids = [f[2]["transactionId"] for f in frames]
-    assert len(set(ids)) == 3 and all(0 < i < 2**31 for i in ids)
-    assert [f[2]["idTagInfo"]["status"] for f in frames] == ["Accepted", "Invalid", "Accepted"]
+    assert len(set(ids[:3])) == 3 and all(0 < i < 2**31 for i in ids)
+    assert ids[3] == ids[2]  # the retry gets the id it was given, not a second transaction
+    assert [f[2]["idTagInfo"]["status"] for f in frames] == [
+        "Accepted", "Invalid", "Accepted", "Accepted"]
 
 
 async def test_a_stop_without_id_tag_has_no_id_tag_info(make_session: Any) -> None:

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from csms.cluster.commands import RedisCommandStore
 from csms.cluster.events import RedisEventBus
+from csms.cluster.ledger import RedisLedger
 from csms.cluster.routing import RedisRouter
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
 from csms.services import Services
@@ -33,23 +34,25 @@ def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> Redis:
 
 
 def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
-                   call_timeout: float = 30.0, owner_prefix: str | None = None) -> Services:
-    """Services whose registry, station state, transaction ids, events, command queue and
-    call routing live in Redis."""
+                   call_timeout: float = 30.0, owner_prefix: str | None = None,
+                   retention_days: float = 400) -> Services:
+    """Services whose registry, station state, transaction ids and ledger, events, command
+    queue and call routing live in Redis."""
     redis = connect(url)
     connections = Connections()
     events = RedisEventBus(redis, prefix)
     stations = RedisStationStore(redis, prefix)
     router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout,
                          owner_prefix=owner_prefix)
+    ledger = RedisLedger(redis, prefix, retention_days)
     services = Services(registry=RedisRegistry(redis, prefix),
-                        stations=stations,
+                        stations=stations, ledger=ledger,
                         transactions=RedisTransactionIds(redis, prefix), events=events,
                         connections=connections, commands=RedisCommandStore(redis, prefix),
                         router=router, presence=stations)
     # Started in this order, closed in the reverse one: the router gives up ownership and
     # the events are flushed before the client closes.
-    services.resources += [_Closing(redis), events, stations, router]
+    services.resources += [_Closing(redis), events, stations, ledger, router]
     return services
 
 
@@ -64,5 +67,5 @@ class _Closing:
         await self._redis.aclose()
 
 
-__all__ = ["RedisCommandStore", "RedisEventBus", "RedisRegistry", "RedisRouter",
+__all__ = ["RedisCommandStore", "RedisEventBus", "RedisLedger", "RedisRegistry", "RedisRouter",
            "RedisStationStore", "RedisTransactionIds", "connect", "redis_services"]

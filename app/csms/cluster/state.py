@@ -4,7 +4,7 @@ Keys (all under one prefix, `csms:` by default):
   {p}registry             hash: station id -> entry JSON (password as a PBKDF2 hash only)
   {p}station:{id}         hash: boot, bootedAt, meterValues (JSON), protocol, and presence
                           (pod, connectedAt, lastSeen, disconnectedAt, lastRejection)
-  {p}station:{id}:{table} hash: connectors | configuration | transactions -> JSON,
+  {p}station:{id}:{table} hash: connectors | configuration -> JSON,
                           at most MAX_* fields each (a station cannot grow them unbounded)
   {p}txid                 counter: OCPP 1.6 transaction ids, unique across the cluster
 """
@@ -29,7 +29,6 @@ from csms.state.registry import StationEntry
 from csms.state.stations import (
     MAX_CONFIG_KEYS,
     MAX_CONNECTORS,
-    MAX_TRANSACTIONS,
     Boot,
     StationState,
 )
@@ -41,18 +40,6 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) <
 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
 return 0
 """
-# Merge JSON into a field if it exists; returns the merged document or nil.
-_MERGE = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if not old then return nil end
-local doc = cjson.decode(old)
-for k, v in pairs(cjson.decode(ARGV[2])) do doc[k] = v end
-local merged = cjson.encode(doc)
-if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1])
-else redis.call('HSET', KEYS[1], ARGV[1], merged) end
-return merged
-"""
-
 
 logger = logging.getLogger("csms.cluster")
 P = ParamSpec("P")
@@ -144,13 +131,12 @@ class RedisStationStore:
     task writes them in pipelined batches (within milliseconds; at once before a read on this
     pod). While Redis is down they wait, coalesced per field, up to `max_pending` fields;
     beyond that new ones are dropped and counted (`csms_state_writes_lost_total`).
-    Transactions are written through: their order and merged documents matter."""
+    Transactions are the ledger's (`csms.cluster.ledger`), written through."""
 
     def __init__(self, redis: Redis, prefix: str = "csms:", max_pending: int = 200_000) -> None:
         self._redis = redis
         self._prefix = prefix
         self._bounded = redis.register_script(_BOUNDED_HSET)
-        self._merge = redis.register_script(_MERGE)
         self._pending: dict[str, _Hash] = {}
         self._count = 0  # fields pending, over every hash
         self._max_pending = max_pending
@@ -231,10 +217,10 @@ class RedisStationStore:
             await self.flush()  # read your own writes
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._key(station_id))
-            for table in ("connectors", "configuration", "transactions"):
+            for table in ("connectors", "configuration"):
                 pipe.hgetall(self._key(station_id, table))
-            main, connectors, configuration, transactions = await pipe.execute()
-        if not (main or connectors or configuration or transactions):
+            main, connectors, configuration = await pipe.execute()
+        if not (main or connectors or configuration):
             return None
         boot = json.loads(main[b"boot"]) if b"boot" in main else None
         return StationState(
@@ -245,7 +231,6 @@ class RedisStationStore:
             connectors={k.decode(): json.loads(v) for k, v in connectors.items()} or None,
             meter_values=json.loads(main[b"meterValues"]) if b"meterValues" in main else None,
             configuration={k.decode(): v.decode() for k, v in configuration.items()} or None,
-            transactions={k.decode(): json.loads(v) for k, v in transactions.items()} or None,
         )
 
     # -- presence (csms.state.presence), read by the operator -------------------------------
@@ -298,28 +283,6 @@ class RedisStationStore:
 
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
         self._write(self._key(station_id, "configuration"), key, outcome, MAX_CONFIG_KEYS)
-
-    @tolerant
-    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
-        await self._bounded(keys=[self._key(station_id, "transactions")],
-                            args=[tx_id, json.dumps(data), MAX_TRANSACTIONS])
-
-    async def update_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        return await self._merge_transaction(station_id, tx_id, data, remove=False)
-
-    async def close_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        return await self._merge_transaction(station_id, tx_id, data, remove=True)
-
-    @tolerant
-    async def _merge_transaction(self, station_id: str, tx_id: str, data: dict[str, Any],
-                                 remove: bool) -> dict[str, Any] | None:
-        merged = await self._merge(keys=[self._key(station_id, "transactions")],
-                                   args=[tx_id, json.dumps(data), "1" if remove else "0"])
-        return json.loads(merged) if merged is not None else None
 
 
 class RedisTransactionIds:

@@ -1,66 +1,117 @@
 """Transactions: 1.6 Start/StopTransaction with ids we allocate, 2.x TransactionEvent with
-the station's ids, and MeterValues."""
+the station's ids, and MeterValues.
 
+Each transaction message is answered only once the ledger holds it durably. When the ledger
+cannot store it, the station gets InternalError and, as OCPP has it, retries the message
+later (1.6 TransactionMessageAttempts, 2.x OCPPCommCtrlr.MessageAttempts).
+"""
+
+import logging
 from typing import Any
 
 from csms.handlers.authorization import id_info, token_of
+from csms.ledger.model import (
+    ForeignTransaction,
+    Transaction,
+    key_of,
+    meter_values_16,
+    start_16,
+    start_fingerprint,
+    stop_16,
+    transaction_event,
+)
+from csms.ledger.store import Change
+from csms.observability.counters import bump
+from csms.protocol.errors import ErrorCode, RpcError
 from csms.protocol.router import Context, Router
 from csms.protocol.versions import V16
 from csms.services import Services
+from csms.state.errors import Unavailable
+
+logger = logging.getLogger("csms.ledger")
 
 
 def router(services: Services) -> Router:
     r = Router()
-    store = services.stations
+    ledger, store = services.ledger, services.stations
+
+    async def durably(context: Context, key: str, change: Change,
+                      fingerprint: str | None = None) -> Transaction | None:
+        """The record once stored; None for a 1.6 message naming another station's
+        transaction (logged and counted: answering an error would only make it retry)."""
+        try:
+            return await ledger.update(key, change, fingerprint)
+        except Unavailable as exc:
+            bump("csms_transactions_refused")
+            context.log.warning("transaction message not stored, the station will retry: %s",
+                                exc)
+            raise RpcError(ErrorCode.INTERNAL_ERROR,
+                           "the transaction could not be stored; retry later") from None
+        except ForeignTransaction as exc:
+            bump("csms_transactions_foreign")
+            context.log.warning("not recorded: %s", exc)
+            return None
 
     @r.on("StartTransaction", version=V16)
     async def start_transaction(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        tx_id = await services.transactions.next_id()
+        sid = context.station_id
         info = id_info(context, payload["idTag"])
-        await store.open_transaction(context.station_id, str(tx_id), {
-            "connectorId": payload["connectorId"], "idTag": payload["idTag"],
-            "meterStart": payload["meterStart"], "startedAt": payload["timestamp"],
-            "authorization": info["idTagInfo"]["status"],
-        })
-        return {"transactionId": tx_id, **info}
+        status = info["idTagInfo"]["status"]
+        tx_id = await services.transactions.next_id()
+
+        def start(tx: Transaction | None) -> Transaction:
+            record = start_16(sid, tx_id, payload, tx)
+            record.authorization = status
+            return record
+
+        record = await durably(context, key_of(sid, V16, tx_id), start,
+                               start_fingerprint(sid, payload))
+        assert record is not None  # a start names no existing transaction
+        return {"transactionId": int(record.transaction_id), **info}
 
     @r.on("StopTransaction", version=V16)
     async def stop_transaction(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        tx = await store.close_transaction(context.station_id, str(payload["transactionId"]), {
-            "meterStop": payload["meterStop"], "stoppedAt": payload["timestamp"],
-            "reason": payload.get("reason", "Local"),
-        })
-        if tx is None:
+        sid = context.station_id
+        record = await durably(context, key_of(sid, V16, payload["transactionId"]),
+                               lambda tx: stop_16(sid, payload, tx))
+        if record is not None and not record.started:
             context.log.warning("StopTransaction for unknown transaction %s",
                                 payload["transactionId"])
         # idTagInfo only when an idTag was given (OCPP 1.6 §6.47).
         return id_info(context, payload["idTag"]) if "idTag" in payload else {}
 
     @r.on("TransactionEvent")
-    async def transaction_event(payload: dict[str, Any], context: Context) -> dict[str, Any]:
-        info = payload["transactionInfo"]
-        tx_id = info["transactionId"]
-        data = {"lastEvent": payload["triggerReason"], "seqNo": payload["seqNo"],
-                "updatedAt": payload["timestamp"], **info}
-        event = payload["eventType"]
-        if event == "Started":
-            data["startedAt"] = payload["timestamp"]
-            if "evse" in payload:
-                data["evse"] = payload["evse"]
-            await store.open_transaction(context.station_id, tx_id, data)
-        elif event == "Updated":
-            if await store.update_transaction(context.station_id, tx_id, data) is None:
-                await store.open_transaction(context.station_id, tx_id, data)  # missed Started
-        else:
-            await store.close_transaction(context.station_id, tx_id, data)
+    async def event(payload: dict[str, Any], context: Context) -> dict[str, Any]:
+        sid, version = context.station_id, context.version
+        token = token_of(payload, version)
+        info = id_info(context, token) if token is not None else {}
+        tx_id = payload["transactionInfo"]["transactionId"]
+
+        def apply(tx: Transaction | None) -> Transaction:
+            record = transaction_event(sid, version, payload, tx)
+            if info and record.authorization is None:
+                record.authorization = info["idTokenInfo"]["status"]
+            return record
+
+        await durably(context, key_of(sid, version, tx_id), apply)
         if "meterValue" in payload:
-            await store.record_meter_values(context.station_id, {
-                "transactionId": tx_id, "meterValue": payload["meterValue"]})
-        token = token_of(payload, context.version)
-        return id_info(context, token) if token is not None else {}
+            await store.record_meter_values(sid, {"transactionId": tx_id,
+                                                  "meterValue": payload["meterValue"]})
+        return info
 
     @r.on("MeterValues")
     async def meter_values(payload: dict[str, Any], context: Context) -> None:
-        await store.record_meter_values(context.station_id, payload)
+        sid = context.station_id
+        if context.version == V16 and "transactionId" in payload:
+            await durably(context, key_of(sid, V16, payload["transactionId"]),
+                          lambda tx: _meter_values(sid, payload, tx))
+        await store.record_meter_values(sid, payload)
 
     return r
+
+
+def _meter_values(station_id: str, payload: dict[str, Any],
+                  tx: Transaction | None) -> Transaction:
+    record = meter_values_16(station_id, payload, tx)
+    assert record is not None  # the payload names a transaction
+    return record

@@ -52,6 +52,7 @@ class Transaction:
     connector_id: int | None = None
     id_token: str | None = None
     id_token_type: str | None = None
+    authorization: str | None = None  # what csms answered for the id token at the start
     started_at: str | None = None
     stopped_at: str | None = None
     meter_start_wh: float | None = None
@@ -104,7 +105,8 @@ class Transaction:
             "key": self.key, "stationId": self.station_id, "version": self.version,
             "transactionId": self.transaction_id, "evseId": self.evse_id,
             "connectorId": self.connector_id, "idToken": self.id_token,
-            "idTokenType": self.id_token_type, "status": self.status,
+            "idTokenType": self.id_token_type, "authorization": self.authorization,
+            "status": self.status,
             "startedAt": self.started_at, "stoppedAt": self.stopped_at,
             "meterStartWh": self.meter_start_wh, "meterStopWh": self.meter_stop_wh,
             "energyWh": self.energy_wh, "stopReason": self.stop_reason,
@@ -139,6 +141,16 @@ def _reading_view(reading: Reading | None) -> dict[str, Any] | None:
     if reading is None:
         return None
     return {"timestamp": reading.timestamp, "wh": reading.wh, "context": reading.context}
+
+
+class ForeignTransaction(ValueError):
+    """A 1.6 message names a transaction id csms gave another station."""
+
+
+def _own(tx: Transaction | None, station_id: str) -> Transaction | None:
+    if tx is not None and tx.station_id != station_id:
+        raise ForeignTransaction(f"transaction {tx.transaction_id} belongs to {tx.station_id}")
+    return tx
 
 
 def key_of(station_id: str, version: str, transaction_id: str | int) -> str:
@@ -274,6 +286,7 @@ def stop_16(station_id: str, payload: Mapping[str, Any],
             tx: Transaction | None = None) -> Transaction:
     """StopTransaction.req; without the record of its start, an incomplete one."""
     transaction_id = payload["transactionId"]
+    tx = _own(tx, station_id)
     if tx is None:
         tx = Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
                          str(transaction_id), out_of_order=True)
@@ -300,6 +313,7 @@ def meter_values_16(station_id: str, payload: Mapping[str, Any],
     transaction_id = payload.get("transactionId")
     if transaction_id is None:
         return tx
+    tx = _own(tx, station_id)
     if tx is None:
         tx = Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
                          str(transaction_id), connector_id=payload["connectorId"],

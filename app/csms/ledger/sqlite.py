@@ -20,6 +20,7 @@ from typing import Any
 from csms.ledger.model import ACTIVE, Transaction
 from csms.ledger.store import MAX_LIMIT, Change, Query, sort_time
 from csms.state.errors import Unavailable
+from csms.state.transactions import INT32_MAX, MemoryTransactionIds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -37,7 +38,12 @@ CREATE TABLE IF NOT EXISTS starts (  -- 1.6 StartTransaction fingerprints, for r
     fingerprint TEXT PRIMARY KEY,
     key TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS counters (  -- 1.6 transaction ids: the top of the last block
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
+ID_BLOCK = 100
 
 
 @dataclass(slots=True)
@@ -57,6 +63,8 @@ class SqliteLedger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # SQLite transactions committed (group commits, for the bench)
+        self._ids = range(0)
+        self._reserving: asyncio.Lock | None = None
 
     async def start(self) -> None:
         await self._run(self._open)
@@ -165,6 +173,42 @@ class SqliteLedger:
         row = self._db.execute("SELECT record FROM transactions WHERE key = ?",
                                (key,)).fetchone()
         return Transaction.from_json(json.loads(row[0])) if row else None
+
+    # -- 1.6 transaction ids (csms.state.transactions.TransactionIds) -------------------
+
+    async def next_id(self) -> int:
+        """Unique and rising across restarts and crashes: blocks of ids are reserved on disk
+        before any of them is given (a crash skips the rest of a block)."""
+        if not self._ids:
+            self._reserving = self._reserving or asyncio.Lock()
+            async with self._reserving:
+                if not self._ids:
+                    try:
+                        top = await self._run(self._reserve, ID_BLOCK)
+                    except sqlite3.Error as exc:
+                        raise Unavailable(f"no transaction id: {exc}") from exc
+                    self._ids = range(top - ID_BLOCK + 1, top + 1)
+        value, self._ids = self._ids[0], self._ids[1:]
+        if value > INT32_MAX:
+            raise OverflowError("transaction ids exhausted the 32-bit range")
+        return value
+
+    def _reserve(self, block: int) -> int:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM counters WHERE name = 'txid'").fetchone()
+            # Never below the clock-based start of the in-memory allocator: ids keep rising
+            # for a server that ran without a data folder before.
+            top = max(row[0] if row else 0, MemoryTransactionIds().first - 1) + block
+            db.execute("INSERT OR REPLACE INTO counters VALUES ('txid', ?)", (top,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return top
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -15,6 +15,11 @@ KNOWN = {
     "csms_routed_calls": ("API calls sent to the pod holding the station, by HTTP status",
                           "status"),
     "csms_commands": ("Queued commands finished, by status", "status"),
+    "csms_transactions_refused": (
+        "Transaction messages answered InternalError: the ledger could not store them (the "
+        "station retries)", ""),
+    "csms_transactions_foreign": (
+        "1.6 transaction messages naming another station's transaction (not recorded)", ""),
 }
 
 

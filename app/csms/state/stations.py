@@ -1,12 +1,12 @@
 """What the central system knows about each station beyond its registry entry: boot info,
-connector statuses, the last meter values, configuration outcomes and open transactions.
+connector statuses, the last meter values and configuration outcomes (its transactions are
+the ledger's, `csms.ledger`).
 
 Connector statuses and meter values belong to one station session: a BootNotification, or a
 connection with another OCPP version than the last, starts a new one and clears them (a
 rebooted station reports them afresh, and 1.6 and 2.x name connectors differently).
-Transactions and configuration outcomes outlive a reboot: the station still has to end the
-one and keeps the other. Sizes are bounded per station so a misbehaving station cannot grow
-memory without limit.
+Configuration outcomes outlive a reboot: the station keeps its configuration. Sizes are
+bounded per station so a misbehaving station cannot grow memory without limit.
 """
 
 import dataclasses
@@ -18,7 +18,6 @@ from csms.clock import rfc3339
 
 MAX_CONNECTORS = 64
 MAX_CONFIG_KEYS = 256
-MAX_TRANSACTIONS = 64
 
 
 class Boot(NamedTuple):
@@ -44,7 +43,6 @@ class StationState:
     connectors: dict[str, dict[str, Any]] | None = None
     meter_values: dict[str, Any] | None = None
     configuration: dict[str, str] | None = None
-    transactions: dict[str, dict[str, Any]] | None = None
 
     def view(self) -> dict[str, Any]:
         return {
@@ -54,7 +52,6 @@ class StationState:
             "connectors": self.connectors or {},
             "lastMeterValues": self.meter_values,
             "configuration": self.configuration or {},
-            "transactions": self.transactions or {},
         }
 
 
@@ -75,16 +72,6 @@ class StationStore(Protocol):
 
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None: ...
 
-    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
-        ...
-
-    async def update_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
-
-    async def close_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
 
 
 def _bounded_set(state: StationState, name: str, key: str, value: Any, limit: int) -> None:
@@ -132,22 +119,3 @@ class MemoryStationStore:
 
     async def record_configuration(self, station_id: str, key: str, outcome: str) -> None:
         _bounded_set(self._state(station_id), "configuration", key, outcome, MAX_CONFIG_KEYS)
-
-    async def open_transaction(self, station_id: str, tx_id: str, data: dict[str, Any]) -> None:
-        _bounded_set(self._state(station_id), "transactions", tx_id, data, MAX_TRANSACTIONS)
-
-    async def update_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        tx = (self._state(station_id).transactions or {}).get(tx_id)
-        if tx is not None:
-            tx.update(data)
-        return tx
-
-    async def close_transaction(
-        self, station_id: str, tx_id: str, data: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        tx = (self._state(station_id).transactions or {}).pop(tx_id, None)
-        if tx is not None:
-            tx.update(data)
-        return tx

@@ -3,7 +3,8 @@
 OCPP 1.6 transaction ids are integers that stations commonly hold in 32 bits. The in-memory
 allocator starts from the seconds since 2024-01-01 at start-up, so ids keep rising across
 restarts as long as the process allocates less than one id per second on average since the
-previous start; the Redis allocator (cluster mode) is exact.
+previous start. The SQLite ledger's allocator (`CSMS_DATA_DIR`) and the Redis one (cluster
+mode) are exact: blocks of ids are reserved durably before any is given.
 """
 
 import itertools
@@ -20,8 +21,8 @@ class TransactionIds(Protocol):
 
 class MemoryTransactionIds:
     def __init__(self, start: int | None = None) -> None:
-        first = start if start is not None else max(1, int(time.time()) - _EPOCH_2024)
-        self._counter = itertools.count(first)
+        self.first = start if start is not None else max(1, int(time.time()) - _EPOCH_2024)
+        self._counter = itertools.count(self.first)
 
     async def next_id(self) -> int:
         value = next(self._counter)

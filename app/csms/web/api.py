@@ -18,6 +18,7 @@ from csms.protocol.session import Session
 from csms.protocol.versions import VERSIONS
 from csms.state.commands import Command, QueueFull
 from csms.state.errors import Unavailable
+from csms.web.transactions_api import transactions_router
 
 if TYPE_CHECKING:
     from csms.web.app import CsmsApp
@@ -84,7 +85,8 @@ class StationView(BaseModel):
     connectors: dict[Any, Any] = Field(default_factory=dict)
     lastMeterValues: Any = None
     configuration: dict[str, Any] = Field(default_factory=dict)
-    transactions: dict[Any, Any] = Field(default_factory=dict)
+    transactions: dict[Any, Any] = Field(
+        default_factory=dict, description="its active transactions (the ledger's records)")
 
 
 # Answers every /api/v1 operation may give besides its own.
@@ -154,10 +156,15 @@ def build_api(app: "CsmsApp") -> FastAPI:
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    async def transactions(station_id: str) -> dict[str, Any]:
+        return {tx.transaction_id: tx.view()
+                for tx in await app.services.ledger.active(station_id)}
+
     async def view(session: Session) -> dict[str, Any]:
         state = await app.services.stations.get(session.station_id)
         body: dict[str, Any] = {"id": session.station_id}
         body.update(state.view() if state else {"boot": None, "connectors": {}})
+        body["transactions"] = await transactions(session.station_id)
         body.update({
             "connected": True,
             "pod": app.services.router.owner_id,
@@ -201,6 +208,7 @@ def build_api(app: "CsmsApp") -> FastAPI:
         if owner is not None:
             body["pod"] = owner  # connected to another process of the cluster
         body.update(state.view() if state else {"boot": None, "connectors": {}})
+        body["transactions"] = await transactions(station_id)
         return body
 
     @api.post(
@@ -254,6 +262,9 @@ def build_api(app: "CsmsApp") -> FastAPI:
         if command is None:
             raise HTTPException(404, f"no command {command_id!r}")
         return command.view()
+
+    api.include_router(transactions_router(
+        lambda: app.services.ledger, authorized, documented(_503=UNAVAILABLE)))
 
     @api.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> Response:

@@ -6,6 +6,7 @@ import gc
 import logging
 import signal
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import make_asgi_app
@@ -358,7 +359,13 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
 
         services = redis_services(settings.redis_url, settings.redis_prefix,
                                   lease=settings.lease, call_timeout=settings.call_timeout,
-                                  owner_prefix=settings.pod_name)
+                                  owner_prefix=settings.pod_name,
+                                  retention_days=settings.ledger_retention_days)
+    if services is None and settings.data_dir:
+        from csms.ledger.sqlite import SqliteLedger
+
+        ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
+        services = Services(ledger=ledger, transactions=ledger, resources=[ledger])
     services = services or Services()
     services.boots = TokenBucket(settings.boot_rate, 2 * settings.boot_rate)
     services.pending_interval = settings.pending_interval
