@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp.exceptions import InternalError
 from ocpp.v16 import call as call16
 from ocpp.v21 import call as call21
 from ocpp.v201 import call as call201
 
 from tests.e2e.conftest import Server, api, start_server, stop_server
 from tests.e2e.stations import connected
+from tests.polling import eventually
+from tests.redis_server import RedisServer
 
 STATIONS = "".join(f"""---
 apiVersion: csms.dev/v1alpha1
@@ -181,3 +184,46 @@ async def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> Non
         assert f"16:{started.transaction_id}" not in status
     finally:
         stop_server(second)
+
+
+def test_while_redis_is_down_transaction_messages_are_refused_then_retried(
+        tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis", durable=True).start()
+    pod = start_server(tmp_path, STATIONS, "--redis-url", store.url)
+    try:
+        asyncio.run(_refused_then_retried(pod, store))
+        exported = api(pod, "GET", "/api/v1/transactions/export", params={"stationId": "tx201"})
+        (record,) = [json.loads(line) for line in exported.text.splitlines()]
+        # Each message once: nothing lost, nothing doubled by the retry.
+        assert record["status"] == "completed" and record["duplicates"] == 0
+        assert record["missingSeqNos"] == [] and record["energyWh"] == 500
+    finally:
+        stop_server(pod)
+        store.stop()
+
+
+async def _refused_then_retried(pod: Server, store: RedisServer) -> None:
+    def event(kind: str, seq: int, wh: float) -> Any:
+        return call201.TransactionEvent(
+            event_type=kind, timestamp=f"2026-03-01T10:0{seq}:00Z", trigger_reason="Authorized",
+            seq_no=seq, transaction_info={"transactionId": "R-1"},
+            meter_value=[{"timestamp": f"2026-03-01T10:0{seq}:00Z",
+                          "sampledValue": [{"value": wh}]}])
+
+    async with connected(pod.ws, "tx201", "2.0.1") as cp:
+        await cp.call(event("Started", 0, 1000))
+        store.stop()
+        with pytest.raises(InternalError, match="could not be stored"):
+            await cp.call(event("Updated", 1, 1200), suppress=False)
+        store.start()  # its AOF brings back what it had acknowledged
+
+        async def retried() -> bool:  # as a station does, until the central system takes it
+            try:
+                await cp.call(event("Updated", 1, 1200), suppress=False)
+            except InternalError:
+                return False
+            return True
+
+        await eventually(retried, 15)
+        await cp.call(event("Ended", 2, 1500))
