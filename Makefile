@@ -50,7 +50,8 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra operator --generate-hashes --universal \
 		--python-version 3.11 --no-header -q -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra operator --extra test --generate-hashes \
-		--universal --python-version 3.11 --no-header -q -o requirements-test.lock
+		--universal --python-version 3.11 --no-header -q --override lock-overrides.txt \
+		-o requirements-test.lock
 
 # The chart's Grafana dashboards, rendered from dashboards/build.py (a test fails when stale).
 dashboards: setup

@@ -5,6 +5,11 @@ harness is absent. One process, callbacks only, no task per call.
   paced   one CALL per station every --interval seconds
   idle    boot, then a Heartbeat every --interval seconds
 
+--mix transactions makes every call a transaction message: sessions of a start, three
+meter-value updates and an end (1.6 StartTransaction, MeterValues with its id,
+StopTransaction; 2.0.1 TransactionEvent Started, Updated x3, Ended), each answered only once
+the ledger holds it.
+
 Prints one JSON object: connected, calls, errors, rate, latency percentiles (ms).
 """
 
@@ -42,21 +47,55 @@ CALLS = {
     },
 }
 MIX = ["meter"] * 7 + ["heartbeat"] * 2 + ["status"]
+SESSION = 5  # messages per transaction: start, three updates, end
+
+
+def transaction_message(version: str, name: str, session: int, step: int,
+                        tx_id: Any) -> tuple[str, dict[str, Any]]:
+    """The `step`th message of a station's `session`th transaction."""
+    wh = session * 10_000 + step * 1000
+    if version == "1.6":
+        if step == 0:
+            return "StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": wh,
+                                        "timestamp": NOW}
+        if step < SESSION - 1:
+            return "MeterValues", {"connectorId": 1, "transactionId": tx_id, "meterValue": [{
+                "timestamp": NOW, "sampledValue": [{"value": str(wh), "unit": "Wh"}]}]}
+        return "StopTransaction", {"transactionId": tx_id, "meterStop": wh, "timestamp": NOW}
+    kind = "Started" if step == 0 else "Ended" if step == SESSION - 1 else "Updated"
+    payload: dict[str, Any] = {
+        "eventType": kind, "timestamp": NOW, "triggerReason": "MeterValuePeriodic",
+        "seqNo": step, "transactionInfo": {"transactionId": f"{name}-{session}"},
+        "meterValue": [{"timestamp": NOW, "sampledValue": [{"value": wh}]}]}
+    if step == 0:
+        payload["idToken"] = {"idToken": "BENCH", "type": "Central"}
+        payload["evse"] = {"id": 1, "connectorId": 1}
+    return "TransactionEvent", payload
 
 
 class Station(picows.WSListener):  # type: ignore[misc]
-    def __init__(self, run: "Run", rng: random.Random) -> None:
-        self.run, self.rng = run, rng
+    def __init__(self, run: "Run", rng: random.Random, name: str) -> None:
+        self.run, self.rng, self.name = run, rng, name
         self.ids = itertools.count()
         self.sent: tuple[str, float] | None = None
         self.transport: Any = None
+        self.session, self.step, self.tx_id = 0, 0, None
 
     def on_ws_connected(self, transport: Any) -> None:
         self.transport = transport
         self.call("boot")
 
     def call(self, key: str) -> None:
-        action, payload = self.run.calls[key]
+        self.send(*self.run.calls[key])
+
+    def transaction(self) -> None:
+        self.send(*transaction_message(self.run.version, self.name, self.session, self.step,
+                                       self.tx_id))
+        self.step += 1
+        if self.step == SESSION:
+            self.session, self.step = self.session + 1, 0
+
+    def send(self, action: str, payload: dict[str, Any]) -> None:
         uid = str(next(self.ids))
         self.sent = (uid, time.perf_counter())
         self.transport.send(picows.WSMsgType.TEXT, orjson.dumps([2, uid, action, payload]))
@@ -67,6 +106,8 @@ class Station(picows.WSListener):  # type: ignore[misc]
             self.transport.disconnect()
         elif self.run.mode == "idle":
             self.call("heartbeat")
+        elif self.run.mix == "transactions":
+            self.transaction()
         else:
             self.call(MIX[self.rng.randrange(len(MIX))])
 
@@ -81,6 +122,8 @@ class Station(picows.WSListener):  # type: ignore[misc]
             return
         now = time.perf_counter()
         booted = self.sent[0] == "0"
+        if msg[0] == 3 and "transactionId" in msg[2]:  # a 1.6 StartTransaction's answer
+            self.tx_id = msg[2]["transactionId"]
         if not booted and now >= self.run.measure_from:
             self.run.latencies.append(now - self.sent[1])
             if msg[0] != 3:
@@ -98,7 +141,8 @@ class Station(picows.WSListener):  # type: ignore[misc]
 
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.mode, self.interval = args.mode, args.interval
+        self.mode, self.interval, self.mix = args.mode, args.interval, args.mix
+        self.version = args.version
         self.calls = CALLS[args.version]
         start = time.perf_counter()
         self.load_from = start + args.stations / args.connect_rate + 1.0
@@ -116,10 +160,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     proto = "ocpp1.6" if args.version == "1.6" else "ocpp2.0.1"
 
     async def one(index: int) -> None:
-        url = args.url.replace("{id}", f"BENCH{index:06d}")
+        name = f"BENCH{index:06d}"
+        url = args.url.replace("{id}", name)
         try:
             transport, _ = await picows.ws_connect(
-                lambda: Station(run, random.Random(index)), url,
+                lambda: Station(run, random.Random(index), name), url,
                 extra_headers={"Sec-WebSocket-Protocol": proto},
                 websocket_handshake_timeout=30)
         except Exception as exc:
@@ -141,7 +186,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     def pct(p: float) -> float | None:
         return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 3) if lat else None
 
-    return {"mode": args.mode, "version": args.version, "stations": args.stations,
+    return {"mode": args.mode, "mix": args.mix, "version": args.version,
+            "stations": args.stations,
             "connected": run.connected, "connect_failed": run.failed, "calls": len(lat),
             "call_errors": run.errors, "rate_per_s": round(len(lat) / args.duration, 1),
             "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
@@ -158,6 +204,8 @@ if __name__ == "__main__":
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--connect-rate", type=float, default=1000.0)
+    p.add_argument("--mix", choices=["standard", "transactions"], default="standard",
+                   help="standard: 70%% MeterValues, 20%% Heartbeat, 10%% StatusNotification")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

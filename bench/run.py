@@ -14,8 +14,12 @@ bench/driver.py and the figures are absolute.
            through three pods (bench/cluster_bench.py; csms alone, no peer has it)
   tracing  the closed loop (1.6) with tracing off, with a 1% ratio sampler and with every
            call sampled, exporting over OTLP/HTTP to a sink (bench/otlp_sink.py)
+  ledger   the closed loop (200 stations, 1.6 and 2.0.1, bench/driver.py) with the standard
+           mix, then with every call a transaction message, kept in memory and in SQLite
+           (--data-dir: durable before each answer, group-committed); csms alone
 
-    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster,tracing] [--out FILE]
+    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster,tracing,ledger]
+                        [--out FILE]
 """
 
 import argparse
@@ -24,8 +28,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -154,24 +160,71 @@ def tracing(quick: bool) -> str:
             f"**{rate('all') / rate('off'):.2f}**\n")
 
 
+def drive(port: int, mode: str, version: str, stations: int, seconds: str,
+          mix: str = "standard") -> dict[str, Any]:
+    out = subprocess.run(["taskset", "-c", "1", sys.executable,
+                          str(ROOT / "bench" / "driver.py"), "--url",
+                          f"ws://127.0.0.1:{port}/ocpp/{{id}}", "--mode", mode,
+                          "--version", version, "--stations", str(stations),
+                          "--duration", seconds, "--mix", mix],
+                         capture_output=True, text=True, timeout=300)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def serving(port: int, extra: str = "") -> "subprocess.Popen[bytes]":
+    server = subprocess.Popen(["taskset", "-c", "0", "bash", "-c", "ulimit -n 20000; exec "
+                               + CSMS.replace("{port}", str(port)) + extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.5)
+    return server
+
+
+def ledger(quick: bool) -> str:
+    """What durability costs: the same closed loop with the standard mix, with transaction
+    messages only (memory ledger), and with them durable in SQLite."""
+    secs = "5" if quick else "10"
+    rows: list[dict[str, str]] = []
+    rates: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory() as data:
+        runs = [("standard", "memory", ""), ("transactions", "memory", ""),
+                ("transactions", "sqlite", f" --data-dir {data}/{{version}}")]
+        for port, (version, (mix, store, extra)) in enumerate(
+                [(v, r) for v in ("1.6", "2.0.1") for r in runs], start=9870):
+            server = serving(port, extra.replace("{version}", version))
+            try:
+                r = drive(port, "closed", version, 200, secs, mix)
+            finally:
+                server.terminate()
+                server.wait(15)
+            rates[(version, f"{mix}-{store}")] = float(r["rate_per_s"])
+            rows.append({"version": version, "mix": mix, "ledger": store,
+                         "calls/s": str(r["rate_per_s"]), "p50_ms": str(r["p50_ms"]),
+                         "p99_ms": str(r["p99_ms"]), "errors": str(r["call_errors"])})
+    lines = []
+    for version in ("1.6", "2.0.1"):
+        base = rates[(version, "standard-memory")]
+        memory, sqlite = (rates[(version, "transactions-memory")],
+                          rates[(version, "transactions-sqlite")])
+        lines.append(f"{version}: transactions / standard mix **{memory / base:.2f}**; "
+                     f"durable (SQLite) / memory **{sqlite / memory:.2f}**")
+    return ("## Ledger: the closed loop (200 stations) with transaction messages\n\n"
+            f"`bench/driver.py --mode closed --stations 200 --duration {secs} --mix "
+            "standard|transactions` against `csms serve` with and without `--data-dir`\n\n"
+            + markdown(rows) + "\n" + "  \n".join(lines) + "\n")
+
+
 def standalone(quick: bool) -> str:
     rows = []
     for port, (mode, version, n) in enumerate(
             [("closed", "1.6", 200), ("closed", "2.0.1", 200), ("paced", "1.6", 5000)],
             start=9850):
-        server = subprocess.Popen(["taskset", "-c", "0", "bash", "-c", "ulimit -n 20000; exec "
-                                   + CSMS.replace("{port}", str(port))],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2.5)
-        out = subprocess.run(["taskset", "-c", "1", sys.executable,
-                              str(ROOT / "bench" / "driver.py"), "--url",
-                              f"ws://127.0.0.1:{port}/ocpp/{{id}}", "--mode", mode,
-                              "--version", version, "--stations", str(n),
-                              "--duration", "5" if quick else "10"],
-                             capture_output=True, text=True, timeout=300)
-        server.terminate()
-        server.wait(15)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        server = serving(port)
+        try:
+            r = drive(port, mode, version, n, "5" if quick else "10")
+        finally:
+            server.terminate()
+            server.wait(15)
         rows.append({"mode": mode, "version": version, "stations": str(n),
                      "calls/s": str(r["rate_per_s"]), "p50_ms": str(r["p50_ms"]),
                      "p99_ms": str(r["p99_ms"]), "errors": str(r["call_errors"])})
@@ -183,7 +236,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="shorter runs, smaller fleets")
-    p.add_argument("--only", default="closed,paced,idle,scale,cluster,tracing")
+    p.add_argument("--only", default="closed,paced,idle,scale,cluster,tracing,ledger")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
     args = p.parse_args()
     if not shutil.which("taskset"):
@@ -195,13 +248,14 @@ def main() -> None:
     if SHARED.exists():
         sh(["bash", str(SHARED / "setup_peers.sh")])
         runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale,
-                   "cluster": cluster, "tracing": tracing}
+                   "cluster": cluster, "tracing": tracing, "ledger": ledger}
         for name in args.only.split(","):
             parts.append(runners[name](args.quick))
     else:
         parts.append(standalone(args.quick))
-        if "cluster" in args.only:
-            parts.append(cluster(args.quick))
+        for name, runner in (("cluster", cluster), ("ledger", ledger)):
+            if name in args.only:
+                parts.append(runner(args.quick))
     report = "\n".join(parts)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)

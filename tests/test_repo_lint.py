@@ -33,3 +33,17 @@ def test_the_scripts_pass_shellcheck() -> None:
 def test_the_yaml_passes_yamllint() -> None:
     done = run(sys.executable, "-m", "yamllint", "--strict", ".")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_tests_run_the_versions_the_image_ships() -> None:
+    """requirements.lock (the image) and requirements-test.lock (make setup) pin the same
+    version of every runtime package (`lock-overrides.txt` keeps a test tool from lowering
+    one)."""
+    import re
+
+    def pins(name: str) -> dict[str, str]:
+        text = (Path(__file__).parent.parent / name).read_text()
+        return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M))
+
+    runtime, test = pins("requirements.lock"), pins("requirements-test.lock")
+    assert runtime and {k: (v, test.get(k)) for k, v in runtime.items() if test.get(k) != v} == {}

@@ -67,6 +67,10 @@ def test_every_operation_keeps_its_documented_promises(case: Any, live: Server) 
     # Likewise a page cursor is opaque: only one this API made is valid, others get 422.
     opaque = case.operation.path.endswith("/calls") or "cursor" in (case.query or {})
     excluded = [checks.positive_data_acceptance] if opaque else []
+    # An optional query parameter turned into an empty object or array goes out as nothing
+    # at all: the request on the wire is valid, so its "rejection" cannot be asked for.
+    if any(value in ({}, []) for value in (case.query or {}).values()):
+        excluded.append(checks.negative_data_rejection)
     case.call_and_validate(base_url=live.http, headers={"Authorization": f"Bearer {TOKEN}"},
                            excluded_checks=excluded)
 
@@ -75,5 +79,5 @@ def test_the_document_covers_every_route() -> None:
     paths = set(schema.raw_schema["paths"])
     assert paths == {"/healthz", "/readyz", "/api/v1/stations", "/api/v1/stations/{station_id}",
                      "/api/v1/stations/{station_id}/calls", "/api/v1/commands/{command_id}",
-                     "/api/v1/transactions", "/api/v1/transactions/export",
+                     "/api/v1/transactions", "/api/v1/exports/transactions",
                      "/api/v1/transactions/{key}"}

@@ -107,11 +107,11 @@ async def test_sessions_of_every_version_in_the_api_with_their_energy(
     keys = [r["key"] for r in page["transactions"] + rest["transactions"]]
     assert len(keys) == 3 == len(set(keys)) and rest["next"] is None
 
-    lines = get("/api/v1/transactions/export", since="2026-03-01T00:00:00Z",
+    lines = get("/api/v1/exports/transactions", since="2026-03-01T00:00:00Z",
                 until="2026-03-02T00:00:00Z").text.splitlines()
     assert sorted(json.loads(line)["key"] for line in lines) == sorted(keys)
     table = list(csv.DictReader(io.StringIO(
-        get("/api/v1/transactions/export", format="csv", idToken="CARD-2X").text)))
+        get("/api/v1/exports/transactions", format="csv", idToken="CARD-2X").text)))
     assert [(row["stationId"], row["energyWh"]) for row in table] == [
         ("tx201", "7500.0"), ("tx21", "7500.0")]
 
@@ -169,7 +169,7 @@ async def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> Non
     (tmp_path / "second").mkdir()
     second = start_server(tmp_path / "second", STATIONS, "--data-dir", str(data))
     try:
-        exported = await asyncio.to_thread(api, second, "GET", "/api/v1/transactions/export")
+        exported = await asyncio.to_thread(api, second, "GET", "/api/v1/exports/transactions")
         records = [json.loads(line) for line in exported.text.splitlines()]
         status = {r["key"]: r["status"] for r in records}
         assert len(status) == len(records)  # one record per transaction
@@ -193,7 +193,7 @@ def test_while_redis_is_down_transaction_messages_are_refused_then_retried(
     pod = start_server(tmp_path, STATIONS, "--redis-url", store.url)
     try:
         asyncio.run(_refused_then_retried(pod, store))
-        exported = api(pod, "GET", "/api/v1/transactions/export", params={"stationId": "tx201"})
+        exported = api(pod, "GET", "/api/v1/exports/transactions", params={"stationId": "tx201"})
         (record,) = [json.loads(line) for line in exported.text.splitlines()]
         # Each message once: nothing lost, nothing doubled by the retry.
         assert record["status"] == "completed" and record["duplicates"] == 0

@@ -129,9 +129,9 @@ def write_dictionary(path: str) -> None:
 
 def main() -> None:
     argv = list(sys.argv)
-    folders = [a for a in argv[1:] if not a.startswith("-")]
-    if folders:
-        write_seeds(folders[0])
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if paths and not os.path.isfile(paths[0]):  # a corpus folder; a file is replayed as is
+        write_seeds(paths[0])
     if not any(a.startswith("-dict=") for a in argv):
         dictionary = os.path.join(tempfile.mkdtemp(prefix="csms-fuzz-"), "ocpp.dict")
         write_dictionary(dictionary)

@@ -237,3 +237,16 @@ def test_a_retried_16_start_has_the_same_fingerprint_and_another_does_not() -> N
                   {**first, "timestamp": "2026-03-01T10:00:01Z"}):
         assert start_fingerprint("CP-1", other) != start_fingerprint("CP-1", first)
     assert start_fingerprint("CP-2", first) != start_fingerprint("CP-1", first)
+
+
+@pytest.mark.parametrize("timestamp", ["2026-02-30T10:00:00Z", "2026-0,-01T00:00:00Z"])
+def test_a_timestamp_no_calendar_has_is_an_anomaly_not_an_error(timestamp: str) -> None:
+    from csms.ledger.model import start_fingerprint
+
+    payload = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": timestamp}
+    tx = start_16("CP-1", 3, payload)
+    assert tx.anomalies == [f"unreadable timestamp {timestamp!r}"]
+    assert timestamp in start_fingerprint("CP-1", payload)
+    tx = transaction_event("CS-1", "2.0.1", {**event("Started", 0, "2026-03-01T10:00:00Z"),
+                                              "timestamp": timestamp}, None)
+    assert tx.started_at == timestamp and tx.anomalies

@@ -128,6 +128,11 @@ STATUS_FAULTS = [
     ("date-time without time zone", {"16": {**STATUS_16, "timestamp": "2026-01-01T00:00:00"},
                                      "2x": {**STATUS_2X, "timestamp": "2026-01-01T00:00:00"}},
      "TypeConstraintViolation", "TypeConstraintViolation"),
+    # jsonschema-rs before 0.61 took `*+,-./` for digits; the fuzzer found this one.
+    ("date-time with punctuation for digits",
+     {"16": {**STATUS_16, "timestamp": "2026-0,-01T00:00:00Z"},
+      "2x": {**STATUS_2X, "timestamp": "2026-01-01T00:00:0/Z"}},
+     "TypeConstraintViolation", "TypeConstraintViolation"),
 ]
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from csms.clock import parse_rfc3339
 from csms.protocol.versions import V16
 
 REGISTER = "Energy.Active.Import.Register"
@@ -211,11 +212,17 @@ def readings(meter_values: Iterable[Mapping[str, Any]], version: str) -> list[Re
     return found
 
 
+UNREADABLE = datetime.min.replace(tzinfo=UTC)
+
+
 def instant(timestamp: str) -> datetime:
     """An RFC 3339 timestamp as an aware datetime (strings do not compare across offsets or
-    precisions); one without a zone, which the schemas refuse, is taken as UTC."""
-    moment = datetime.fromisoformat(timestamp)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    precisions). One the schema let through but no calendar has (`2026-02-30T…`) sorts
+    first, as UNREADABLE, and is named in the record's anomalies: never an error."""
+    try:
+        return parse_rfc3339(timestamp)
+    except ValueError:
+        return UNREADABLE
 
 
 def _starts_better(new: Reading, current: Reading | None) -> bool:
@@ -252,6 +259,8 @@ def _anomaly(tx: Transaction, text: str) -> None:
 
 
 def _touch(tx: Transaction, timestamp: str) -> None:
+    if instant(timestamp) is UNREADABLE:
+        _anomaly(tx, f"unreadable timestamp {timestamp[:40]!r}")
     if tx.updated_at is None or instant(timestamp) > instant(tx.updated_at):
         tx.updated_at = timestamp
 
@@ -277,8 +286,9 @@ def start_fingerprint(station_id: str, payload: Mapping[str, Any]) -> str:
     """What makes a retried StartTransaction.req the same one (the station did not get our
     answer and sent it again): it must get the id given the first time, not a second
     transaction."""
-    return "|".join((station_id, str(payload["connectorId"]), payload["idTag"],
-                     instant(payload["timestamp"]).astimezone(UTC).isoformat(),
+    moment = instant(payload["timestamp"])
+    when = payload["timestamp"] if moment is UNREADABLE else moment.astimezone(UTC).isoformat()
+    return "|".join((station_id, str(payload["connectorId"]), payload["idTag"], when,
                      str(payload["meterStart"])))
 
 

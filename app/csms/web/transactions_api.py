@@ -79,8 +79,8 @@ class TransactionPage(BaseModel):
 
 def transactions_router(ledger: Callable[[], Ledger], authorized: Callable[..., None],
                         errors: dict[int | str, dict[str, Any]]) -> APIRouter:
-    api = APIRouter(prefix="/api/v1/transactions", tags=["transactions"],
-                    dependencies=[Depends(authorized)])
+    # The export is not under /transactions/, where `export` would read as a key.
+    api = APIRouter(tags=["transactions"], dependencies=[Depends(authorized)])
 
     def query(station_id: str | None, status: Status | None, id_token: str | None,
               since: str | None, until: str | None, cursor: str | None = None,
@@ -93,8 +93,9 @@ def transactions_router(ledger: Callable[[], Ledger], authorized: Callable[..., 
                      since=_moment("since", since), until=_moment("until", until),
                      after=after, limit=limit)
 
-    @api.get("", response_model=TransactionPage, responses=errors, dependencies=[Depends(
-        only("stationId", "status", "idToken", "since", "until", "cursor", "limit"))])
+    @api.get("/api/v1/transactions", response_model=TransactionPage, responses=errors,
+             dependencies=[Depends(only("stationId", "status", "idToken", "since", "until",
+                                        "cursor", "limit"))])
     async def list_transactions(
         station_id: StationId = None, status: Status | None = None, id_token: IdToken = None,
         since: Since = None, until: Until = None,
@@ -110,7 +111,7 @@ def transactions_router(ledger: Callable[[], Ledger], authorized: Callable[..., 
         return {"transactions": [tx.view() for tx in found],
                 "next": Cursor.after(found[-1]).encode() if more else None}
 
-    @api.get("/export", responses={
+    @api.get("/api/v1/exports/transactions", responses={
         **errors, 200: {"description": "one record per line (NDJSON), or CSV with a header",
                         "content": {"application/x-ndjson": {}, "text/csv": {}}}},
         response_class=StreamingResponse, dependencies=[Depends(
@@ -128,7 +129,7 @@ def transactions_router(ledger: Callable[[], Ledger], authorized: Callable[..., 
         return StreamingResponse(lines, media_type=media, headers={
             "Content-Disposition": f'attachment; filename="transactions.{format}"'})
 
-    @api.get("/{key}", response_model=TransactionView, responses={
+    @api.get("/api/v1/transactions/{key}", response_model=TransactionView, responses={
         **errors, 404: {"model": _Error, "description": "unknown transaction"}},
         dependencies=[Depends(only())])
     async def get_transaction(key: str) -> dict[str, Any]:
@@ -143,11 +144,17 @@ def transactions_router(ledger: Callable[[], Ledger], authorized: Callable[..., 
 
 def only(*names: str) -> Callable[[Request], None]:
     """Refuse query parameters the operation does not take (a misspelt filter would
-    otherwise widen the answer silently): 422, as for any parameter that breaks its schema."""
+    otherwise widen the answer silently) or that come twice: 422, as for any parameter that
+    breaks its schema."""
     def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - set(names))
+        given = request.query_params
+        unknown = sorted(set(given) - set(names))
         if unknown:
             raise HTTPException(422, f"unknown query parameters: {', '.join(unknown)}")
+        repeated = sorted({name for name in given if len(given.getlist(name)) > 1})
+        if repeated:  # which one would win is nobody's guess: say so
+            raise HTTPException(422, f"query parameters given more than once: "
+                                     f"{', '.join(repeated)}")
     return check
 
 
