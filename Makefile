@@ -11,10 +11,12 @@ DATA_DIR ?= .csms-data
 
 .PHONY: setup run test image-test lock k8s-tools lint typecheck unit e2e bench fuzz crd dashboards dashboard-pictures system-deps node-deps clean
 
+# The lock is complete (every package, pinned and hashed): --no-deps installs exactly it,
+# with lock-overrides.txt's one pin above what a test tool asks for.
 $(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-test.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
