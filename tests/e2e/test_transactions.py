@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from ocpp.exceptions import InternalError
 from ocpp.v16 import call as call16
 from ocpp.v21 import call as call21
@@ -21,7 +22,7 @@ from ocpp.v201 import call as call201
 
 from tests.e2e.conftest import Server, api, start_server, stop_server
 from tests.e2e.stations import connected
-from tests.polling import eventually
+from tests.polling import eventually, wait_until
 from tests.redis_server import RedisServer
 
 STATIONS = "".join(f"""---
@@ -198,6 +199,21 @@ def test_while_redis_is_down_transaction_messages_are_refused_then_retried(
         # Each message once: nothing lost, nothing doubled by the retry.
         assert record["status"] == "completed" and record["duplicates"] == 0
         assert record["missingSeqNos"] == [] and record["energyWh"] == 500
+        # The stream has each change once, with its idempotency key: not the refused message.
+        client = redis.Redis.from_url(store.url)
+        try:
+            def billing() -> list[tuple[str, str]]:
+                return [(f[b"action"].decode(), json.loads(f[b"payload"])["idempotencyKey"])
+                        for _, f in client.xrange("csms:events")
+                        if f[b"action"].startswith(b"Transaction")
+                        and f[b"action"] != b"TransactionEvent"]
+
+            wait_until(lambda: len(billing()) >= 3, what="the billing events")
+            assert billing() == [("TransactionStarted", "tx201:R-1#1"),
+                                 ("TransactionUpdated", "tx201:R-1#2"),
+                                 ("TransactionEnded", "tx201:R-1#3")]
+        finally:
+            client.close()
     finally:
         stop_server(pod)
         store.stop()

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from csms.handlers import central_system
 from csms.services import Services
@@ -127,3 +128,36 @@ async def test_boots_beyond_the_rate_are_answered_pending_with_a_jittered_interv
     assert all(30 <= i <= 90 for i in intervals)
     assert len(wire.frames) == 7  # no configuration pushed after a Pending boot
     assert count("csms_boots_pending") == before + 5
+
+
+async def test_billing_events_come_once_per_change_with_their_idempotency_key(
+    make_session: Any,
+) -> None:
+    session, wire, services = session_for(make_session, "1.6",
+                                          StationEntry("CP-1", accept_all=True))
+    events = services.events.subscribe()
+    first = asyncio.ensure_future(anext(events))  # subscribed before the first message
+    await asyncio.sleep(0)
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 100,
+             "timestamp": "2026-01-01T00:00:00Z"}
+    session.receive(orjson.dumps([2, "s", "StartTransaction", start]))
+    tx_id = (await wire.wait_for(1))[0][2]["transactionId"]
+    session.receive(orjson.dumps([2, "r", "StartTransaction", start]))  # a retry
+    session.receive(orjson.dumps([2, "m", "MeterValues", {
+        "connectorId": 1, "transactionId": tx_id, "meterValue": [
+            {"timestamp": "2026-01-01T00:10:00Z", "sampledValue": [{"value": "400"}]}]}]))
+    session.receive(orjson.dumps([2, "e", "StopTransaction", {
+        "transactionId": tx_id, "meterStop": 900, "timestamp": "2026-01-01T00:20:00Z"}]))
+    await wire.wait_for(4)
+    seen = [await first]
+    async with asyncio.timeout(5):
+        while len(seen) < 3:
+            seen.append(await anext(events))
+    with pytest.raises(TimeoutError):  # and nothing more: the retried start published none
+        await asyncio.wait_for(anext(events), 0.1)
+    billing = [(e.action, e.payload["idempotencyKey"], e.payload["transaction"]["energyWh"])
+               for e in seen]
+    key = f"16:{tx_id}"
+    assert billing == [("TransactionStarted", f"{key}#1", None),
+                       ("TransactionUpdated", f"{key}#2", 300),
+                       ("TransactionEnded", f"{key}#3", 800)]

@@ -250,3 +250,21 @@ def test_a_timestamp_no_calendar_has_is_an_anomaly_not_an_error(timestamp: str) 
     tx = transaction_event("CS-1", "2.0.1", {**event("Started", 0, "2026-03-01T10:00:00Z"),
                                               "timestamp": timestamp}, None)
     assert tx.started_at == timestamp and tx.anomalies
+
+
+def test_each_applied_message_is_one_revision_and_a_retry_none() -> None:
+    first = event("Started", 0, "2026-03-01T10:00:00Z")
+    tx = transaction_event("CS-1", "2.0.1", first)
+    assert (tx.revision, tx.idempotency_key) == (1, "CS-1:TX-ABC#1")
+    tx = transaction_event("CS-1", "2.0.1", first, tx)
+    assert tx.revision == 1 and tx.duplicates == 1
+    tx = transaction_event("CS-1", "2.0.1", event("Ended", 1, "2026-03-01T10:10:00Z"), tx)
+    assert tx.idempotency_key == "CS-1:TX-ABC#2"
+    started = start_16("CP-1", 5, start16())
+    assert started.revision == 1
+    metered = meter_values_16("CP-1", valid("1.6", "MeterValues", {
+        "connectorId": 2, "transactionId": 5, "meterValue": [
+            {"timestamp": "2026-03-01T10:05:00Z", "sampledValue": [sampled_16("1100")]},
+            {"timestamp": "2026-03-01T10:06:00Z", "sampledValue": [sampled_16("1200")]}]}),
+        started)
+    assert metered is not None and metered.revision == 2  # one message, one revision

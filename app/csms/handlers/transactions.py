@@ -4,6 +4,10 @@ the station's ids, and MeterValues.
 Each transaction message is answered only once the ledger holds it durably. When the ledger
 cannot store it, the station gets InternalError and, as OCPP has it, retries the message
 later (1.6 TransactionMessageAttempts, 2.x OCPPCommCtrlr.MessageAttempts).
+
+Each change of a record is then published for billing as TransactionStarted,
+TransactionUpdated or TransactionEnded, the same shape for every version, with the record's
+idempotency key; a retried message changes nothing and publishes nothing.
 """
 
 import logging
@@ -37,10 +41,17 @@ def router(services: Services) -> Router:
 
     async def durably(context: Context, key: str, change: Change,
                       fingerprint: str | None = None) -> Transaction | None:
-        """The record once stored; None for a 1.6 message naming another station's
-        transaction (logged and counted: answering an error would only make it retry)."""
+        """The record once stored, its change published; None for a 1.6 message naming
+        another station's transaction (logged and counted: answering an error would only
+        make it retry)."""
+        before: list[tuple[int, bool, bool]] = []
+
+        def observed(tx: Transaction | None) -> Transaction:
+            before.append((tx.revision, tx.started, tx.ended) if tx else (0, False, False))
+            return change(tx)
+
         try:
-            return await ledger.update(key, change, fingerprint)
+            record = await ledger.update(key, observed, fingerprint)
         except Unavailable as exc:
             bump("csms_transactions_refused")
             context.log.warning("transaction message not stored, the station will retry: %s",
@@ -51,6 +62,14 @@ def router(services: Services) -> Router:
             bump("csms_transactions_foreign")
             context.log.warning("not recorded: %s", exc)
             return None
+        if before and record.revision != before[0][0]:  # not a retry, not a known start
+            _, started, ended = before[0]
+            kind = ("TransactionEnded" if record.ended and not ended else
+                    "TransactionStarted" if record.started and not started else
+                    "TransactionUpdated")
+            services.events.publish(context.station_id, context.version, kind, {
+                "idempotencyKey": record.idempotency_key, "transaction": record.view()})
+        return record
 
     @r.on("StartTransaction", version=V16)
     async def start_transaction(payload: dict[str, Any], context: Context) -> dict[str, Any]:

@@ -71,6 +71,12 @@ class Transaction:
     seq_nos: set[int] = dataclasses.field(default_factory=set)
     anomalies: list[str] = dataclasses.field(default_factory=list)
     updated_at: str | None = None  # the latest station timestamp of any of its messages
+    revision: int = 0  # changes applied; a retried message (a duplicate) is not one
+
+    @property
+    def idempotency_key(self) -> str:
+        """Names this revision of the record, the same however often it is delivered."""
+        return f"{self.key}#{self.revision}"
 
     @property
     def status(self) -> str:
@@ -120,6 +126,7 @@ class Transaction:
             "offline": self.offline, "outOfOrder": self.out_of_order,
             "duplicates": self.duplicates, "missingSeqNos": self.missing_seq_nos,
             "anomalies": list(self.anomalies), "updatedAt": self.updated_at,
+            "revision": self.revision,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -259,6 +266,8 @@ def _anomaly(tx: Transaction, text: str) -> None:
 
 
 def _touch(tx: Transaction, timestamp: str) -> None:
+    """A message was applied: the latest time seen, and one more revision."""
+    tx.revision += 1
     if instant(timestamp) is UNREADABLE:
         _anomaly(tx, f"unreadable timestamp {timestamp[:40]!r}")
     if tx.updated_at is None or instant(timestamp) > instant(tx.updated_at):
@@ -328,10 +337,10 @@ def meter_values_16(station_id: str, payload: Mapping[str, Any],
         tx = Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
                          str(transaction_id), connector_id=payload["connectorId"],
                          out_of_order=True)
-    found = readings(payload.get("meterValue") or (), V16)
-    _take_readings(tx, found)
-    for reading in found:
-        _touch(tx, reading.timestamp)
+    _take_readings(tx, readings(payload.get("meterValue") or (), V16))
+    stamps = [value["timestamp"] for value in payload.get("meterValue") or ()]
+    if stamps:  # the schema asks for one at least
+        _touch(tx, max(stamps, key=instant))
     return tx
 
 
