@@ -117,11 +117,15 @@ CLUSTER = [
     Panel("Writes waiting for Redis", "Station state and events buffered in memory while "
           "Redis is slow or unreachable.", "short",
           (Query(f"sum by (kind) (csms_writes_waiting{{{CENTRAL}}})", "{{kind}}"),)),
-    Panel("Writes lost and events dropped", "State writes lost beyond the buffer's bound, "
-          "and events dropped because a subscriber fell behind, a second.", "ops",
+    Panel("Writes lost, events dropped, transactions refused", "State writes lost beyond "
+          "the buffer's bound, events dropped because a subscriber fell behind, and "
+          "transaction messages answered InternalError because the ledger could not store "
+          "them (the stations retry), a second.", "ops",
           (Query(f"sum(rate(csms_state_writes_lost_total{{{CENTRAL}}}{RATE}))", "state lost"),
            Query(f"sum(rate(csms_events_dropped_total{{{CENTRAL}}}{RATE}))",
-                 "events dropped"))),
+                 "events dropped"),
+           Query(f"sum(rate(csms_transactions_refused_total{{{CENTRAL}}}{RATE}))",
+                 "transactions refused"))),
     Panel("Redis round trip", "p99 of the cluster heartbeat's Redis write, by pod.", "s",
           (Query(quantile(0.99, "csms_redis_roundtrip_seconds", "pod"), "{{pod}}"),)),
     Panel("Redis errors by operation", "Redis commands that failed a second, by what csms "
