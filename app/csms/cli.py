@@ -72,8 +72,9 @@ def serve(args: argparse.Namespace) -> int:
               "every station will get 404 (give --stations FILE, or --accept-unknown)",
               file=sys.stderr, flush=True)
     if not settings.data_dir and not settings.redis_url:
-        print("csms: warning: transactions are kept in memory only and lost when the process "
-              "ends (give --data-dir DIR for a durable ledger, or --redis-url)",
+        print("csms: warning: transactions, queued commands and station state are kept in "
+              "memory only and lost when the process ends (give --data-dir DIR, or "
+              "--redis-url)",
               file=sys.stderr, flush=True)
     ping = settings.ping_interval or None
     options: dict[str, Any] = dict(

@@ -122,8 +122,9 @@ class Settings:
     accept_unknown: bool = _field(
         False, "let stations missing from the registry connect (development only)")
     data_dir: str | None = _field(
-        None, "where the embedded central system keeps its transaction ledger (SQLite), "
-              "durable across restarts; unset (and without Redis): kept in memory only",
+        None, "where the embedded central system keeps its transaction ledger, command queue "
+              "and station state (SQLite), durable across restarts; unset (and without "
+              "Redis): in memory only",
         writable_folder)
     workers: int = _field(1, "uvicorn worker processes", between(1, 256))
     log_level: str = _field("info", "debug, info, warning or error",

@@ -172,7 +172,7 @@ def test_make_run_the_simulator_and_a_command_to_a_station(
     assert '"reboots": 1' in fleet.output() and "SIM-0001" not in fleet.output()
     server.interrupt()
     assert "Traceback" not in server.output()
-    assert (tmp_path / "data" / "ledger.sqlite3").exists()  # its ledger, durable
+    assert (tmp_path / "data" / "csms.sqlite3").exists()  # its ledger, durable
 
 
 def test_the_example_app_and_the_laptop_registry_serve(

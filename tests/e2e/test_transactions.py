@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,43 @@ async def _refused_then_retried(pod: Server, store: RedisServer) -> None:
 
         await eventually(retried, 15)
         await cp.call(event("Ended", 2, 1500))
+
+
+async def test_a_queued_command_and_station_state_survive_kill_9(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (tmp_path / "first").mkdir()
+    first = start_server(tmp_path / "first", STATIONS, "--data-dir", str(data))
+    async with connected(first.ws, "fleet-3", "1.6") as cp:
+        await cp.call(call16.BootNotification(charge_point_vendor="Acme",
+                                              charge_point_model="Q1"))
+
+    def written() -> bool:  # station state is written behind, within half a second
+        with contextlib.closing(sqlite3.connect(data / "csms.sqlite3")) as db:
+            return bool(db.execute("SELECT count(*) FROM stations WHERE id = 'fleet-3' AND "
+                                   "state LIKE '%Q1%'").fetchone()[0])
+
+    await asyncio.to_thread(wait_until, written, 5, "fleet-3's state on disk")
+    queued = await asyncio.to_thread(api, first, "POST", "/api/v1/stations/fleet-3/calls",
+                                     json={"action": "Reset", "payload": {"type": "Soft"},
+                                           "queue": True})
+    assert queued.status_code == 202, queued.text
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait(10)
+    first.log_file.close()
+    (tmp_path / "second").mkdir()
+    second = start_server(tmp_path / "second", STATIONS, "--data-dir", str(data))
+    try:
+        view = (await asyncio.to_thread(api, second, "GET", "/api/v1/stations/fleet-3")).json()
+        assert view["boot"] == {"vendor": "Acme", "model": "Q1"} and not view["connected"]
+        location = queued.headers["location"]
+        assert (await asyncio.to_thread(api, second, "GET", location)).json()["status"] == \
+            "queued"
+        async with connected(second.ws, "fleet-3", "1.6"):  # it answers Reset: Accepted
+
+            async def answered() -> bool:
+                view = (await asyncio.to_thread(api, second, "GET", location)).json()
+                return bool(view["status"] == "answered")
+
+            await eventually(answered, 10)
+    finally:
+        stop_server(second)

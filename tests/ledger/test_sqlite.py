@@ -16,6 +16,7 @@ import pytest
 from csms.ledger.model import Transaction, start_16, start_fingerprint, transaction_event
 from csms.ledger.sqlite import SqliteLedger
 from csms.state.errors import Unavailable
+from csms.storage.sqlite import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,12 +33,24 @@ def apply(station: str, payload: dict[str, Any]) -> Any:
     return lambda tx: transaction_event(station, "2.0.1", payload, tx)
 
 
+async def opened(path: Path) -> SqliteLedger:
+    database = Database(path)
+    await database.start()
+    store = SqliteLedger(database)
+    await store.start()
+    return store
+
+
+async def closed(store: SqliteLedger) -> None:
+    await store.close()
+    await store._database.close()
+
+
 @pytest.fixture
 async def ledger(tmp_path: Path) -> AsyncIterator[SqliteLedger]:
-    store = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
-    await store.start()
+    store = await opened(tmp_path / "data" / "csms.sqlite3")
     yield store
-    await store.close()
+    await closed(store)
 
 
 async def test_concurrent_changes_are_group_committed_in_order(ledger: SqliteLedger) -> None:
@@ -101,9 +114,12 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from csms.ledger.model import transaction_event
     from csms.ledger.sqlite import SqliteLedger
+    from csms.storage.sqlite import Database
 
     async def main() -> None:
-        ledger = SqliteLedger(Path(sys.argv[1]))
+        database = Database(Path(sys.argv[1]))
+        await database.start()
+        ledger = SqliteLedger(database)
         await ledger.start()
         n = 0
         while True:  # ten stations at a time, each change acknowledged once durable
@@ -142,27 +158,24 @@ def write_until_killed(path: Path, acknowledged: int) -> list[str]:
 async def test_what_was_acknowledged_survives_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     acknowledged = await asyncio.to_thread(write_until_killed, path, 500)
-    reopened = SqliteLedger(path)
-    await reopened.start()
+    reopened = await opened(path)
     try:
         for key in acknowledged:
             assert await reopened.get(key) is not None, key
     finally:
-        await reopened.close()
+        await closed(reopened)
 
 
 async def test_transaction_ids_rise_across_a_crash_and_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
-    first = SqliteLedger(path)
-    await first.start()
+    first = await opened(path)
     before = [await first.next_id() for _ in range(150)]  # two blocks
     # No close: as after a crash, the rest of the reserved block is never given.
-    again = SqliteLedger(path)
-    await again.start()
+    again = await opened(path)
     try:
         after = [await again.next_id() for _ in range(10)]
     finally:
-        await again.close()
-        await first.close()
+        await closed(again)
+        await closed(first)
     assert before == sorted(set(before)) and after == sorted(set(after))
     assert min(after) > max(before)

@@ -13,6 +13,7 @@ from csms.cluster.ledger import RedisLedger
 from csms.ledger.model import transaction_event
 from csms.ledger.sqlite import SqliteLedger
 from csms.ledger.store import Cursor, Ledger, MemoryLedger, Query
+from csms.storage.sqlite import Database
 from tests.redis_server import RedisServer
 
 
@@ -22,10 +23,13 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield MemoryLedger()
         return
     if request.param == "sqlite":
-        store = SqliteLedger(tmp_path / "ledger.sqlite3")
+        database = Database(tmp_path / "csms.sqlite3")
+        await database.start()
+        store = SqliteLedger(database)
         await store.start()
         yield store
         await store.close()
+        await database.close()
         return
     server = RedisServer(tmp_path).start()
     client = Redis.from_url(server.url)

@@ -1,26 +1,23 @@
-"""The ledger in SQLite (the embedded default): a record is durable when `update` returns.
+"""The ledger in SQLite (CSMS_DATA_DIR): a record is durable when `update` returns.
 
 Writes are group-committed: every change queued while the previous commit was on disk goes
 into the next SQLite transaction, so a thousand stations' messages cost a handful of fsyncs,
-not a thousand, and a message waits at most one commit longer than it would alone. All the
-database work runs in one thread (SQLite connections belong to one), off the event loop.
-WAL with `synchronous=FULL`: a commit that returned survives a `kill -9` and a power cut.
+not a thousand, and a message waits at most one commit longer than it would alone. The work
+runs in the database's thread (`csms.storage.sqlite`), off the event loop.
 """
 
 import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from csms.ledger.model import ACTIVE, Transaction
 from csms.ledger.store import MAX_LIMIT, Change, Query, sort_time
 from csms.state.errors import Unavailable
 from csms.state.transactions import INT32_MAX, MemoryTransactionIds
+from csms.storage.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -55,10 +52,8 @@ class _Op:
 
 
 class SqliteLedger:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="csms-ledger")
-        self._db: sqlite3.Connection | None = None
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._queue: list[_Op] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,16 +62,15 @@ class SqliteLedger:
         self._reserving: asyncio.Lock | None = None
 
     async def start(self) -> None:
-        await self._run(self._open)
+        await self._database.run(lambda: self._database.connection.executescript(SCHEMA))
         self._task = asyncio.get_running_loop().create_task(self._write_forever())
 
-    def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
-        self._db = db
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._database.connection
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await self._database.run(lambda: fn(*args))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -87,12 +81,6 @@ class SqliteLedger:
             if not op.done.done():
                 op.done.set_exception(Unavailable("the ledger is closing"))
         self._queue.clear()
-        if self._db is not None:
-            await self._run(self._db.close)
-        self._thread.shutdown()
-
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -132,44 +120,37 @@ class SqliteLedger:
                     op.done.set_result(result)
 
     def _commit(self, batch: list[_Op]) -> list[Transaction | Exception]:
-        """One SQLite transaction for the whole batch, in order: all of it or none. A change
+        return self._database.transaction(lambda db: self._apply(db, batch))
+
+    def _apply(self, db: sqlite3.Connection, batch: list[_Op]) -> list[Transaction | Exception]:
+        """The whole batch in order, in one SQLite transaction: all of it or none. A change
         that raises fails alone (its handler answers InternalError); the others are kept."""
-        assert self._db is not None
-        db, touched = self._db, dict[str, Transaction]()
+        touched: dict[str, Transaction] = {}
         results: list[Transaction | Exception] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for op in batch:
-                if op.fingerprint is not None:
-                    row = db.execute("SELECT key FROM starts WHERE fingerprint = ?",
-                                     (op.fingerprint,)).fetchone()
-                    if row is not None:
-                        results.append(touched.get(row[0]) or _known(self._load(row[0])))
-                        continue
-                current = touched.get(op.key) or self._load(op.key)
-                try:
-                    record = op.change(current)
-                except Exception as exc:  # reported to its own caller
-                    results.append(exc)
+        for op in batch:
+            if op.fingerprint is not None:
+                row = db.execute("SELECT key FROM starts WHERE fingerprint = ?",
+                                 (op.fingerprint,)).fetchone()
+                if row is not None:
+                    results.append(touched.get(row[0]) or _known(self._load(row[0])))
                     continue
-                if op.fingerprint is not None:
-                    db.execute("INSERT INTO starts VALUES (?, ?)", (op.fingerprint, op.key))
-                touched[op.key] = record
-                results.append(record)
-            for record in touched.values():
-                db.execute(
-                    "INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?)",
-                    (record.key, record.station_id, record.status, record.id_token,
-                     sort_time(record), json.dumps(record.to_json())))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
-                db.execute("ROLLBACK")
-            raise
+            current = touched.get(op.key) or self._load(op.key)
+            try:
+                record = op.change(current)
+            except Exception as exc:  # reported to its own caller
+                results.append(exc)
+                continue
+            if op.fingerprint is not None:
+                db.execute("INSERT INTO starts VALUES (?, ?)", (op.fingerprint, op.key))
+            touched[op.key] = record
+            results.append(record)
+        for record in touched.values():
+            db.execute("INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?)",
+                       (record.key, record.station_id, record.status, record.id_token,
+                        sort_time(record), json.dumps(record.to_json())))
         return results
 
     def _load(self, key: str) -> Transaction | None:
-        assert self._db is not None
         row = self._db.execute("SELECT record FROM transactions WHERE key = ?",
                                (key,)).fetchone()
         return Transaction.from_json(json.loads(row[0])) if row else None
@@ -184,7 +165,7 @@ class SqliteLedger:
             async with self._reserving:
                 if not self._ids:
                     try:
-                        top = await self._run(self._reserve, ID_BLOCK)
+                        top = await self._database.transact(_reserve)
                     except sqlite3.Error as exc:
                         raise Unavailable(f"no transaction id: {exc}") from exc
                     self._ids = range(top - ID_BLOCK + 1, top + 1)
@@ -192,23 +173,6 @@ class SqliteLedger:
         if value > INT32_MAX:
             raise OverflowError("transaction ids exhausted the 32-bit range")
         return value
-
-    def _reserve(self, block: int) -> int:
-        assert self._db is not None
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT value FROM counters WHERE name = 'txid'").fetchone()
-            # Never below the clock-based start of the in-memory allocator: ids keep rising
-            # for a server that ran without a data folder before.
-            top = max(row[0] if row else 0, MemoryTransactionIds().first - 1) + block
-            db.execute("INSERT OR REPLACE INTO counters VALUES ('txid', ?)", (top,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return top
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -224,7 +188,6 @@ class SqliteLedger:
         return await self.query(Query(station_id=station_id, status=ACTIVE, limit=MAX_LIMIT))
 
     def _select(self, query: Query) -> list[Transaction]:
-        assert self._db is not None
         where, args = [], list[Any]()
         for column, value in (("station", query.station_id), ("status", query.status),
                               ("id_token", query.id_token)):
@@ -252,3 +215,12 @@ def _known(record: Transaction | None) -> Transaction:
     if record is None:  # a fingerprint always points at a stored record
         raise LookupError("a stored start fingerprint has no record")
     return record
+
+
+def _reserve(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM counters WHERE name = 'txid'").fetchone()
+    # Never below the clock-based start of the in-memory allocator: ids keep rising for a
+    # server that ran without a data folder before.
+    top: int = max(row[0] if row else 0, MemoryTransactionIds().first - 1) + ID_BLOCK
+    db.execute("INSERT OR REPLACE INTO counters VALUES ('txid', ?)", (top,))
+    return top

@@ -363,9 +363,16 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
                                   retention_days=settings.ledger_retention_days)
     if services is None and settings.data_dir:
         from csms.ledger.sqlite import SqliteLedger
+        from csms.state.commands_sqlite import SqliteCommandStore
+        from csms.state.stations_sqlite import SqliteStationStore
+        from csms.storage.sqlite import Database
 
-        ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
-        services = Services(ledger=ledger, transactions=ledger, resources=[ledger])
+        database = Database(Path(settings.data_dir) / "csms.sqlite3")
+        ledger, commands = SqliteLedger(database), SqliteCommandStore(database)
+        stations = SqliteStationStore(database)
+        # Started in this order, closed in the reverse one: the database last.
+        services = Services(ledger=ledger, transactions=ledger, commands=commands,
+                            stations=stations, resources=[database, ledger, commands, stations])
     services = services or Services()
     services.boots = TokenBucket(settings.boot_rate, 2 * settings.boot_rate)
     services.pending_interval = settings.pending_interval

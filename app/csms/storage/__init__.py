@@ -1,0 +1,1 @@
+"""Durable storage of the embedded central system (CSMS_DATA_DIR)."""
