@@ -88,7 +88,9 @@ async def test_pods_share_registry_state_ids_and_events(
             kind = client.type(key)
             values = (client.hvals(key) if kind == b"hash" else
                       [v for _, f in client.xrange(key) for v in f.values()]
-                      if kind == b"stream" else [client.get(key) or b""])
+                      if kind == b"stream" else client.zrange(key, 0, -1) if kind == b"zset"
+                      else list(client.smembers(key)) if kind == b"set"
+                      else [client.get(key) or b""])
             assert all(b"never-stored-in-plain" not in v for v in values)
     finally:
         client.close()
