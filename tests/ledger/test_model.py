@@ -268,3 +268,17 @@ def test_each_applied_message_is_one_revision_and_a_retry_none() -> None:
             {"timestamp": "2026-03-01T10:06:00Z", "sampledValue": [sampled_16("1200")]}]}),
         started)
     assert metered is not None and metered.revision == 2  # one message, one revision
+
+
+def test_integers_written_as_floats_and_huge_seq_nos_are_read_safely() -> None:
+    tx = transaction_event("CS-1", "2.0.1", {
+        **event("Updated", 0, "2026-03-01T10:00:00Z"), "seqNo": 2_147_483_647.0,
+        "evse": {"id": 1.0, "connectorId": 2.0}})
+    assert tx.missing_seq_nos == list(range(100))  # the first hundred, found at once
+    assert tx.view()["evseId"] == 1 and tx.view()["connectorId"] == 2
+    tx = transaction_event("CS-1", "2.0.1", {**event("Updated", 1, "2026-03-01T10:00:01Z"),
+                                              "seqNo": 1.0}, tx)
+    assert 1 in tx.seq_nos and tx.missing_seq_nos[:2] == [0, 2]
+    stop = stop_16("CP-1", {"transactionId": 7.0, "meterStop": 5,
+                            "timestamp": "2026-03-01T10:00:00Z"})
+    assert stop.key == "16:7" and stop.transaction_id == "7"

@@ -100,11 +100,18 @@ class Transaction:
 
     @property
     def missing_seq_nos(self) -> list[int]:
-        if not self.seq_nos:
-            return []
-        top = max(self.seq_nos)
-        missing = [n for n in range(0, top) if n not in self.seq_nos]
-        return missing[:MAX_MISSING]
+        """The first gaps below the highest seqNo seen, at most MAX_MISSING: walked over the
+        seen ones, not counted up to the top (a station may send seqNo 2,147,483,647)."""
+        missing: list[int] = []
+        expected = 0
+        for seen in sorted(self.seq_nos):
+            while expected < seen and len(missing) < MAX_MISSING:
+                missing.append(expected)
+                expected += 1
+            if len(missing) >= MAX_MISSING:
+                break
+            expected = seen + 1
+        return missing
 
     def view(self) -> dict[str, Any]:
         """The record as the API and the event stream show it (camelCase, like OCPP)."""
@@ -161,8 +168,11 @@ def _own(tx: Transaction | None, station_id: str) -> Transaction | None:
     return tx
 
 
-def key_of(station_id: str, version: str, transaction_id: str | int) -> str:
-    return f"16:{transaction_id}" if version == V16 else f"{station_id}:{transaction_id}"
+def key_of(station_id: str, version: str, transaction_id: str | float) -> str:
+    """1.6 ids are integers, which JSON may write as 5.0: one key for both."""
+    if version == V16:
+        return f"16:{int(transaction_id)}"
+    return f"{station_id}:{transaction_id}"
 
 
 # -- energy --------------------------------------------------------------------------------
@@ -283,7 +293,7 @@ def start_16(station_id: str, transaction_id: int, payload: Mapping[str, Any],
     tx = tx or Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
                            str(transaction_id))
     tx.started = True
-    tx.connector_id = payload["connectorId"]
+    tx.connector_id = int(payload["connectorId"])
     tx.id_token, tx.id_token_type = payload["idTag"], None  # 1.6 id tags carry no type
     tx.started_at = payload["timestamp"]
     tx.meter_start_wh = float(payload["meterStart"])
@@ -304,7 +314,7 @@ def start_fingerprint(station_id: str, payload: Mapping[str, Any]) -> str:
 def stop_16(station_id: str, payload: Mapping[str, Any],
             tx: Transaction | None = None) -> Transaction:
     """StopTransaction.req; without the record of its start, an incomplete one."""
-    transaction_id = payload["transactionId"]
+    transaction_id = int(payload["transactionId"])
     tx = _own(tx, station_id)
     if tx is None:
         tx = Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
@@ -335,7 +345,7 @@ def meter_values_16(station_id: str, payload: Mapping[str, Any],
     tx = _own(tx, station_id)
     if tx is None:
         tx = Transaction(key_of(station_id, V16, transaction_id), station_id, V16,
-                         str(transaction_id), connector_id=payload["connectorId"],
+                         str(int(transaction_id)), connector_id=int(payload["connectorId"]),
                          out_of_order=True)
     _take_readings(tx, readings(payload.get("meterValue") or (), V16))
     stamps = [value["timestamp"] for value in payload.get("meterValue") or ()]
@@ -351,7 +361,7 @@ def transaction_event(station_id: str, version: str, payload: Mapping[str, Any],
                       tx: Transaction | None = None) -> Transaction:
     """TransactionEvent.req (Started, Updated, Ended) in any order, retried or not."""
     info = payload["transactionInfo"]
-    event, seq_no = payload["eventType"], payload["seqNo"]
+    event, seq_no = payload["eventType"], int(payload["seqNo"])  # JSON may write 3 as 3.0
     if tx is None:
         tx = Transaction(key_of(station_id, version, info["transactionId"]), station_id,
                          version, info["transactionId"])
@@ -367,8 +377,9 @@ def transaction_event(station_id: str, version: str, payload: Mapping[str, Any],
     if payload.get("offline"):
         tx.offline = True
     if "evse" in payload:
-        tx.evse_id = payload["evse"]["id"]
-        tx.connector_id = payload["evse"].get("connectorId", tx.connector_id)
+        tx.evse_id = int(payload["evse"]["id"])
+        connector = payload["evse"].get("connectorId")
+        tx.connector_id = int(connector) if connector is not None else tx.connector_id
     if "idToken" in payload:
         tx.id_token = payload["idToken"]["idToken"]
         tx.id_token_type = payload["idToken"]["type"]
