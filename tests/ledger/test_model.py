@@ -282,3 +282,18 @@ def test_integers_written_as_floats_and_huge_seq_nos_are_read_safely() -> None:
     stop = stop_16("CP-1", {"transactionId": 7.0, "meterStop": 5,
                             "timestamp": "2026-03-01T10:00:00Z"})
     assert stop.key == "16:7" and stop.transaction_id == "7"
+
+
+def test_seq_nos_are_kept_as_runs_merged_in_any_order() -> None:
+    tx = Transaction("k", "CS-1", "2.0.1", "T")
+    for seq_no in (0, 1, 2, 7, 5, 6, 4, 10):
+        tx.add_seq_no(seq_no)
+    assert tx.seq_runs == [[0, 2], [4, 7], [10, 10]]
+    assert tx.missing_seq_nos == [3, 8, 9]
+    tx.add_seq_no(3)
+    assert tx.seq_runs == [[0, 7], [10, 10]]
+    assert [tx.has_seq_no(n) for n in (0, 7, 8, 10, 11)] == [True, True, False, True, False]
+    many = Transaction("k", "CS-1", "2.0.1", "T")
+    for seq_no in range(5000):  # an in-order session of any length is one run
+        many.add_seq_no(seq_no)
+    assert many.seq_runs == [[0, 4999]] and len(many.dumps()) < 1000

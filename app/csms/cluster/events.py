@@ -41,6 +41,10 @@ class RedisEventBus:
         self._task: asyncio.Task[None] | None = None
 
     @property
+    def listening(self) -> bool:
+        return True  # the stream keeps every event for its consumers
+
+    @property
     def dropped(self) -> int:
         return self._dropped
 

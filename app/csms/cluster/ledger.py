@@ -18,7 +18,6 @@ read-modify-write of its records happens in one process, in order.
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -100,7 +99,9 @@ class RedisLedger:
                 continue
             try:
                 results = await self._commit(batch)
-            except RedisError as exc:
+            except Exception as exc:  # a bug too must not stop the writer: the batch fails
+                if not isinstance(exc, RedisError):
+                    logger.exception("ledger batch failed")
                 for op in batch:
                     if not op.done.done():
                         op.done.set_exception(Unavailable(f"transaction not stored: {exc}"))
@@ -125,7 +126,7 @@ class RedisLedger:
             for fingerprint in prints:
                 pipe.get(f"{self._p}start:{fingerprint}")
             found = await pipe.execute()
-        stored = {k: Transaction.from_json(json.loads(v))
+        stored = {k: Transaction.loads(v)
                   for k, v in zip(keys, found[:len(keys)], strict=True) if v is not None}
         started = {f: _text(v) for f, v in zip(prints, found[len(keys):], strict=True)
                    if v is not None}
@@ -168,10 +169,10 @@ class RedisLedger:
         for index in indexes:
             pipe.zadd(index, {member: 0})
         if record.status == ACTIVE:
-            pipe.set(p + record.key, json.dumps(record.to_json()))
+            pipe.set(p + record.key, record.dumps())
             pipe.sadd(f"{p}active:{record.station_id}", record.key)
         else:
-            pipe.set(p + record.key, json.dumps(record.to_json()), ex=self._retention)
+            pipe.set(p + record.key, record.dumps(), ex=self._retention)
             pipe.srem(f"{p}active:{record.station_id}", record.key)
 
     # -- reads ---------------------------------------------------------------------------
@@ -181,7 +182,7 @@ class RedisLedger:
             raw = await self._redis.get(self._p + key)
         except RedisError as exc:
             raise Unavailable(str(exc)) from exc
-        return Transaction.from_json(json.loads(raw)) if raw is not None else None
+        return Transaction.loads(raw) if raw is not None else None
 
     async def active(self, station_id: str) -> list[Transaction]:
         try:
@@ -198,7 +199,7 @@ class RedisLedger:
             raws = await self._redis.mget([self._p + k for k in keys])
         except RedisError as exc:
             raise Unavailable(str(exc)) from exc
-        return [Transaction.from_json(json.loads(r)) if r is not None else None for r in raws]
+        return [Transaction.loads(r) if r is not None else None for r in raws]
 
     async def query(self, query: Query) -> list[Transaction]:
         """Walk the narrowest index in time order, filtering the rest, until `limit`."""

@@ -8,7 +8,7 @@ runs in the database's thread (`csms.storage.sqlite`), off the event loop.
 
 import asyncio
 import contextlib
-import json
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS counters (  -- 1.6 transaction ids: the top of the la
     value INTEGER NOT NULL
 );
 """
+logger = logging.getLogger("csms.ledger")
 ID_BLOCK = 100
+RECENT = 20_000  # records kept as last written: about one per active transaction
 
 
 @dataclass(slots=True)
@@ -58,6 +60,8 @@ class SqliteLedger:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # SQLite transactions committed (group commits, for the bench)
+        # The last active records written (only the database's thread touches it).
+        self._recent: dict[str, Transaction] = {}
         self._ids = range(0)
         self._reserving: asyncio.Lock | None = None
 
@@ -105,7 +109,9 @@ class SqliteLedger:
                 continue
             try:
                 results = await self._run(self._commit, batch)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # a bug too must not stop the writer: the batch fails
+                if not isinstance(exc, sqlite3.Error):
+                    logger.exception("ledger batch failed")
                 for op in batch:
                     if not op.done.done():
                         op.done.set_exception(Unavailable(f"transaction not stored: {exc}"))
@@ -120,9 +126,20 @@ class SqliteLedger:
                     op.done.set_result(result)
 
     def _commit(self, batch: list[_Op]) -> list[Transaction | Exception]:
-        return self._database.transaction(lambda db: self._apply(db, batch))
+        written: dict[str, Transaction] = {}
+        results = self._database.transaction(lambda db: self._apply(db, batch, written))
+        # Committed: these records are the ones the next changes start from (as clones:
+        # a record handed to a caller is never changed under it).
+        for key, record in written.items():
+            self._recent.pop(key, None)
+            if record.status == ACTIVE:  # an ended one is rarely touched again
+                self._recent[key] = record
+        while len(self._recent) > RECENT:
+            del self._recent[next(iter(self._recent))]
+        return results
 
-    def _apply(self, db: sqlite3.Connection, batch: list[_Op]) -> list[Transaction | Exception]:
+    def _apply(self, db: sqlite3.Connection, batch: list[_Op],
+               written: dict[str, Transaction]) -> list[Transaction | Exception]:
         """The whole batch in order, in one SQLite transaction: all of it or none. A change
         that raises fails alone (its handler answers InternalError); the others are kept."""
         touched: dict[str, Transaction] = {}
@@ -134,7 +151,7 @@ class SqliteLedger:
                 if row is not None:
                     results.append(touched.get(row[0]) or _known(self._load(row[0])))
                     continue
-            current = touched.get(op.key) or self._load(op.key)
+            current = touched.get(op.key) or self._load(op.key, clone=True)
             try:
                 record = op.change(current)
             except Exception as exc:  # reported to its own caller
@@ -145,15 +162,22 @@ class SqliteLedger:
             touched[op.key] = record
             results.append(record)
         for record in touched.values():
-            db.execute("INSERT OR REPLACE INTO transactions VALUES (?, ?, ?, ?, ?, ?)",
+            written[record.key] = record
+            # An upsert, not a replace: the indexes change only where their columns did.
+            db.execute("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) "
+                       "DO UPDATE SET status = excluded.status, id_token = excluded.id_token, "
+                       "at = excluded.at, record = excluded.record",
                        (record.key, record.station_id, record.status, record.id_token,
-                        sort_time(record), json.dumps(record.to_json())))
+                        sort_time(record), record.dumps()))
         return results
 
-    def _load(self, key: str) -> Transaction | None:
+    def _load(self, key: str, clone: bool = False) -> Transaction | None:
+        recent = self._recent.get(key)
+        if recent is not None:  # written lately: no query, no decoding
+            return recent.clone() if clone else recent
         row = self._db.execute("SELECT record FROM transactions WHERE key = ?",
                                (key,)).fetchone()
-        return Transaction.from_json(json.loads(row[0])) if row else None
+        return Transaction.loads(row[0]) if row else None
 
     # -- 1.6 transaction ids (csms.state.transactions.TransactionIds) -------------------
 
@@ -208,7 +232,7 @@ class SqliteLedger:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._db.execute(sql + " ORDER BY at, key LIMIT ?", (*args, query.limit))
-        return [Transaction.from_json(json.loads(row[0])) for row in rows]
+        return [Transaction.loads(row[0]) for row in rows]
 
 
 def _known(record: Transaction | None) -> Transaction:

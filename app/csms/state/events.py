@@ -28,6 +28,11 @@ class EventBus(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def listening(self) -> bool:
+        """Whether a published event goes anywhere: an event costly to build is built only
+        then."""
+
 
 class MemoryEventBus:
     def __init__(self) -> None:
@@ -37,6 +42,10 @@ class MemoryEventBus:
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._queues)
 
     def publish(self, station_id: str, version: str, action: str,
                 payload: dict[str, Any]) -> None:
