@@ -5,27 +5,15 @@ acknowledged before a `kill -9` of Redis (AOF, appendfsync always) all there aft
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from csms.cluster.ledger import RedisLedger
-from csms.ledger.model import start_16, start_fingerprint, transaction_event
+from csms.ledger.model import start_16, start_fingerprint
 from csms.state.errors import Unavailable
+from tests.ledger.payloads import change, event
 from tests.redis_server import RedisServer
-
-
-def event(tx_id: str, seq_no: int, kind: str = "Updated") -> dict[str, Any]:
-    return {"eventType": kind, "timestamp": f"2026-03-01T10:00:{seq_no:02d}Z",
-            "triggerReason": "MeterValuePeriodic", "seqNo": seq_no,
-            "transactionInfo": {"transactionId": tx_id},
-            "meterValue": [{"timestamp": f"2026-03-01T10:00:{seq_no:02d}Z",
-                            "sampledValue": [{"value": 100.0 * seq_no}]}]}
-
-
-def change(station: str, payload: dict[str, Any]) -> Any:
-    return lambda tx: transaction_event(station, "2.0.1", payload, tx)
 
 
 async def test_group_commit_order_retention_and_retried_starts(redis: Redis) -> None:

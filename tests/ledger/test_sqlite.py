@@ -9,28 +9,16 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from csms.ledger.model import Transaction, start_16, start_fingerprint, transaction_event
+from csms.ledger.model import Transaction, start_16, start_fingerprint
 from csms.ledger.sqlite import SqliteLedger
 from csms.state.errors import Unavailable
 from csms.storage.sqlite import Database
+from tests.ledger.payloads import change, event
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def event(tx_id: str, seq_no: int, kind: str = "Updated") -> dict[str, Any]:
-    return {"eventType": kind, "timestamp": f"2026-03-01T10:00:{seq_no:02d}Z",
-            "triggerReason": "MeterValuePeriodic", "seqNo": seq_no,
-            "transactionInfo": {"transactionId": tx_id},
-            "meterValue": [{"timestamp": f"2026-03-01T10:00:{seq_no:02d}Z",
-                            "sampledValue": [{"value": 100.0 * seq_no}]}]}
-
-
-def apply(station: str, payload: dict[str, Any]) -> Any:
-    return lambda tx: transaction_event(station, "2.0.1", payload, tx)
 
 
 async def opened(path: Path) -> SqliteLedger:
@@ -54,7 +42,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[SqliteLedger]:
 
 
 async def test_concurrent_changes_are_group_committed_in_order(ledger: SqliteLedger) -> None:
-    changes = [ledger.update(f"CS-{n}:T{n}", apply(f"CS-{n}", event(f"T{n}", seq, kind)))
+    changes = [ledger.update(f"CS-{n}:T{n}", change(f"CS-{n}", event(f"T{n}", seq, kind)))
                for seq, kind in enumerate(["Started", "Updated", "Updated", "Ended"])
                for n in range(50)]
     results = await asyncio.gather(*changes)
@@ -84,28 +72,28 @@ async def test_a_change_that_raises_fails_alone(ledger: SqliteLedger) -> None:
         raise KeyError("transactionInfo")
 
     bad = ledger.update("CS-1:B", broken)
-    good = ledger.update("CS-1:G", apply("CS-1", event("G", 0, "Started")))
+    good = ledger.update("CS-1:G", change("CS-1", event("G", 0, "Started")))
     outcomes = await asyncio.gather(bad, good, return_exceptions=True)
     assert isinstance(outcomes[0], KeyError) and isinstance(outcomes[1], Transaction)
     assert await ledger.get("CS-1:B") is None and await ledger.get("CS-1:G") is not None
 
 
 async def test_a_full_disk_is_unavailable_and_writes_nothing(ledger: SqliteLedger) -> None:
-    await ledger.update("CS-1:T", apply("CS-1", event("T", 0, "Started")))
+    await ledger.update("CS-1:T", change("CS-1", event("T", 0, "Started")))
     db = ledger._db  # the one way to fill its disk from here
     assert db is not None
     pages = (await ledger._run(db.execute, "PRAGMA page_count")).fetchone()[0]
     await ledger._run(db.execute, f"PRAGMA max_page_count = {pages}")
-    more = [ledger.update(f"CS-{n}:U", apply(f"CS-{n}", event("U", 0, "Started")))
+    more = [ledger.update(f"CS-{n}:U", change(f"CS-{n}", event("U", 0, "Started")))
             for n in range(2, 300)]  # new records: new pages, which the disk has not
-    outcomes = await asyncio.gather(ledger.update("CS-1:T", apply("CS-1", event("T", 1))),
+    outcomes = await asyncio.gather(ledger.update("CS-1:T", change("CS-1", event("T", 1))),
                                     *more, return_exceptions=True)
     assert all(isinstance(o, Unavailable) and "full" in str(o) for o in outcomes), outcomes[0]
     stored = await ledger.get("CS-1:T")
     assert stored is not None and stored.seq_nos == {0}  # the batch left no trace
     assert await ledger.get("CS-2:U") is None
     await ledger._run(db.execute, "PRAGMA max_page_count = 1073741823")
-    retried = await ledger.update("CS-1:T", apply("CS-1", event("T", 1)))  # the station retries
+    retried = await ledger.update("CS-1:T", change("CS-1", event("T", 1)))  # the station retries
     assert retried.seq_nos == {0, 1}
 
 

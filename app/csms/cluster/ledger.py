@@ -16,28 +16,19 @@ A station's messages are handled by the one pod that holds it (ownership, fenced
 read-modify-write of its records happens in one process, in order.
 """
 
-import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from csms.ledger.batching import GroupCommit, Op
 from csms.ledger.model import ACTIVE, Transaction
-from csms.ledger.store import MAX_LIMIT, Change, Query, sort_time
+from csms.ledger.store import MAX_LIMIT, Query, sort_time
 from csms.state.errors import Unavailable
 
 logger = logging.getLogger("csms.ledger")
 DAY = 86_400
-
-
-@dataclass(slots=True)
-class _Op:
-    key: str
-    change: Change
-    fingerprint: str | None
-    done: "asyncio.Future[Transaction]" = field(repr=False)
 
 
 def _text(value: bytes | str) -> str:
@@ -48,19 +39,18 @@ def _member(tx: Transaction) -> str:
     return f"{sort_time(tx)} {tx.key}"
 
 
-class RedisLedger:
+class RedisLedger(GroupCommit):
+    store_errors = (RedisError,)
+
     def __init__(self, redis: Redis, prefix: str = "csms:", retention_days: float = 400) -> None:
+        super().__init__()
         self._redis = redis
         self._p = f"{prefix}tx:"
         self._retention = int(retention_days * DAY)
-        self._queue: list[_Op] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.commits = 0
 
     async def start(self) -> None:
         await self._check_persistence()
-        self._task = asyncio.get_running_loop().create_task(self._write_forever())
+        self._start_writer()
 
     async def _check_persistence(self) -> None:
         try:
@@ -74,48 +64,9 @@ class RedisLedger:
                 "and appendfsync always", config.get("appendonly"), config.get("appendfsync"))
 
     async def close(self) -> None:
-        if self._task is not None:
-            while not self._task.done():  # redis-py can swallow one cancellation
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.1)
-        for op in self._queue:
-            if not op.done.done():
-                op.done.set_exception(Unavailable("the ledger is closing"))
-        self._queue.clear()
+        await self._stop_writer()
 
-    async def update(self, key: str, change: Change,
-                     fingerprint: str | None = None) -> Transaction:
-        op = _Op(key, change, fingerprint, asyncio.get_running_loop().create_future())
-        self._queue.append(op)
-        self._wake.set()
-        return await op.done
-
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._queue = self._queue, []
-            if not batch:
-                continue
-            try:
-                results = await self._commit(batch)
-            except Exception as exc:  # a bug too must not stop the writer: the batch fails
-                if not isinstance(exc, RedisError):
-                    logger.exception("ledger batch failed")
-                for op in batch:
-                    if not op.done.done():
-                        op.done.set_exception(Unavailable(f"transaction not stored: {exc}"))
-                continue
-            self.commits += 1
-            for op, result in zip(batch, results, strict=True):
-                if op.done.done():
-                    continue
-                if isinstance(result, Exception):
-                    op.done.set_exception(result)
-                else:
-                    op.done.set_result(result)
-
-    async def _commit(self, batch: list[_Op]) -> list[Transaction | Exception]:
+    async def _commit(self, batch: list[Op]) -> list[Transaction | Exception]:
         """Read what the batch touches (one round trip), apply the changes in order, write
         everything in one MULTI/EXEC (a second)."""
         keys = list(dict.fromkeys(op.key for op in batch))

@@ -7,14 +7,12 @@ runs in the database's thread (`csms.storage.sqlite`), off the event loop.
 """
 
 import asyncio
-import contextlib
-import logging
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
+from csms.ledger.batching import GroupCommit, Op
 from csms.ledger.model import ACTIVE, Transaction
-from csms.ledger.store import MAX_LIMIT, Change, Query, sort_time
+from csms.ledger.store import MAX_LIMIT, Query, sort_time
 from csms.state.errors import Unavailable
 from csms.state.transactions import INT32_MAX, MemoryTransactionIds
 from csms.storage.sqlite import Database
@@ -40,26 +38,16 @@ CREATE TABLE IF NOT EXISTS counters (  -- 1.6 transaction ids: the top of the la
     value INTEGER NOT NULL
 );
 """
-logger = logging.getLogger("csms.ledger")
 ID_BLOCK = 100
 RECENT = 20_000  # records kept as last written: about one per active transaction
 
 
-@dataclass(slots=True)
-class _Op:
-    key: str
-    change: Change
-    fingerprint: str | None
-    done: "asyncio.Future[Transaction]" = field(repr=False)
+class SqliteLedger(GroupCommit):
+    store_errors = (sqlite3.Error,)
 
-
-class SqliteLedger:
     def __init__(self, database: Database) -> None:
+        super().__init__()
         self._database = database
-        self._queue: list[_Op] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.commits = 0  # SQLite transactions committed (group commits, for the bench)
         # The last active records written (only the database's thread touches it).
         self._recent: dict[str, Transaction] = {}
         self._ids = range(0)
@@ -67,7 +55,10 @@ class SqliteLedger:
 
     async def start(self) -> None:
         await self._database.run(lambda: self._database.connection.executescript(SCHEMA))
-        self._task = asyncio.get_running_loop().create_task(self._write_forever())
+        self._start_writer()
+
+    async def close(self) -> None:
+        await self._stop_writer()
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -76,56 +67,12 @@ class SqliteLedger:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await self._database.run(lambda: fn(*args))
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for op in self._queue:  # never written: the stations will retry
-            if not op.done.done():
-                op.done.set_exception(Unavailable("the ledger is closing"))
-        self._queue.clear()
+    # -- writes: `update` (GroupCommit) queues a change; a batch is one SQLite transaction --
 
-    # -- writes --------------------------------------------------------------------------
+    async def _commit(self, batch: list[Op]) -> list[Transaction | Exception]:
+        return await self._database.run(lambda: self._write(batch))
 
-    async def update(self, key: str, change: Change,
-                     fingerprint: str | None = None) -> Transaction:
-        """Apply `change` to the record (None if there is none yet) and store the result;
-        returns once it is on disk. With a `fingerprint` already stored (a retried 1.6
-        StartTransaction), returns the record it started instead, unchanged. Raises
-        `Unavailable` when the record cannot be stored (disk full, I/O error); nothing of
-        the failed batch is written."""
-        op = _Op(key, change, fingerprint, asyncio.get_running_loop().create_future())
-        self._queue.append(op)
-        self._wake.set()
-        return await op.done
-
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._queue = self._queue, []
-            if not batch:
-                continue
-            try:
-                results = await self._run(self._commit, batch)
-            except Exception as exc:  # a bug too must not stop the writer: the batch fails
-                if not isinstance(exc, sqlite3.Error):
-                    logger.exception("ledger batch failed")
-                for op in batch:
-                    if not op.done.done():
-                        op.done.set_exception(Unavailable(f"transaction not stored: {exc}"))
-                continue
-            self.commits += 1
-            for op, result in zip(batch, results, strict=True):
-                if op.done.done():  # the caller has gone (its station closed)
-                    continue
-                if isinstance(result, Exception):
-                    op.done.set_exception(result)
-                else:
-                    op.done.set_result(result)
-
-    def _commit(self, batch: list[_Op]) -> list[Transaction | Exception]:
+    def _write(self, batch: list[Op]) -> list[Transaction | Exception]:
         written: dict[str, Transaction] = {}
         results = self._database.transaction(lambda db: self._apply(db, batch, written))
         # Committed: these records are the ones the next changes start from (as clones:
@@ -138,7 +85,7 @@ class SqliteLedger:
             del self._recent[next(iter(self._recent))]
         return results
 
-    def _apply(self, db: sqlite3.Connection, batch: list[_Op],
+    def _apply(self, db: sqlite3.Connection, batch: list[Op],
                written: dict[str, Transaction]) -> list[Transaction | Exception]:
         """The whole batch in order, in one SQLite transaction: all of it or none. A change
         that raises fails alone (its handler answers InternalError); the others are kept."""
