@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from csms.cluster.ledger import RedisLedger
-from csms.ledger.model import start_16, start_fingerprint
+from csms.ledger.model import Transaction, start_16, start_fingerprint, transaction_event
 from csms.state.errors import Unavailable
 from tests.ledger.payloads import change, event
 from tests.redis_server import RedisServer
@@ -105,3 +106,31 @@ async def test_what_was_acknowledged_survives_kill_9_of_redis(
     finally:
         await again.aclose()
         server.stop()
+
+
+async def test_a_record_written_by_another_pod_meanwhile_is_read_again(
+        redis: Redis, redis_server: RedisServer) -> None:
+    # During a takeover two pods may briefly both take messages of one station. Here the
+    # other pod writes the record between this pod's read and its write (from inside the
+    # change, the only moment in between): WATCH makes this pod read it again.
+    other = sync_redis.Redis.from_url(redis_server.url)
+    calls = []
+
+    def racing(tx: Transaction | None) -> Transaction:
+        calls.append(tx)
+        if len(calls) == 1:  # the other pod's change lands now
+            theirs = transaction_event("CS-1", "2.0.1", event("T", 7))
+            other.set("csms:tx:CS-1:T", theirs.dumps())
+        return transaction_event("CS-1", "2.0.1", event("T", 0, "Started"), tx)
+
+    ledger = RedisLedger(redis)
+    await ledger.start()
+    try:
+        record = await ledger.update("CS-1:T", racing)
+        assert len(calls) == 2 and calls[1] is not None  # read again, with theirs
+        assert record.seq_nos == {0, 7}
+        stored = await ledger.get("CS-1:T")
+        assert stored is not None and stored.seq_nos == {0, 7}
+    finally:
+        await ledger.close()
+        other.close()

@@ -20,7 +20,7 @@ import contextlib
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from csms.ledger.batching import GroupCommit, Op
 from csms.ledger.model import ACTIVE, Transaction
@@ -29,6 +29,7 @@ from csms.state.errors import Unavailable
 
 logger = logging.getLogger("csms.ledger")
 DAY = 86_400
+WATCH_ATTEMPTS = 3
 
 
 def _text(value: bytes | str) -> str:
@@ -67,46 +68,55 @@ class RedisLedger(GroupCommit):
         await self._stop_writer()
 
     async def _commit(self, batch: list[Op]) -> list[Transaction | Exception]:
-        """Read what the batch touches (one round trip), apply the changes in order, write
-        everything in one MULTI/EXEC (a second)."""
+        for _ in range(WATCH_ATTEMPTS - 1):
+            try:
+                return await self._commit_once(batch)
+            except WatchError:  # another pod wrote one of these records meanwhile: again
+                continue
+        return await self._commit_once(batch)
+
+    async def _commit_once(self, batch: list[Op]) -> list[Transaction | Exception]:
+        """Read what the batch touches under WATCH (one round trip), apply the changes in
+        order, write everything in one MULTI/EXEC (a second), which fails if a record read
+        was written by anyone else in between (during a takeover, two pods may briefly both
+        take messages of one station)."""
         keys = list(dict.fromkeys(op.key for op in batch))
         prints = list(dict.fromkeys(op.fingerprint for op in batch if op.fingerprint))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(self._p + key)
-            for fingerprint in prints:
-                pipe.get(f"{self._p}start:{fingerprint}")
-            found = await pipe.execute()
-        stored = {k: Transaction.loads(v)
-                  for k, v in zip(keys, found[:len(keys)], strict=True) if v is not None}
-        started = {f: _text(v) for f, v in zip(prints, found[len(keys):], strict=True)
-                   if v is not None}
-        before = {k: _member(tx) for k, tx in stored.items()}
-        touched: dict[str, Transaction] = {}
-        new_prints: dict[str, str] = {}
-        results: list[Transaction | Exception] = []
-        for op in batch:
-            if op.fingerprint is not None and op.fingerprint in started:
-                known = touched.get(started[op.fingerprint]) or stored.get(
-                    started[op.fingerprint]) or await self.get(started[op.fingerprint])
-                results.append(known if known is not None else LookupError(op.fingerprint))
-                continue
-            try:
-                record = op.change(touched.get(op.key) or stored.get(op.key))
-            except Exception as exc:  # reported to its own caller
-                results.append(exc)
-                continue
-            if op.fingerprint is not None:
-                started[op.fingerprint] = new_prints[op.fingerprint] = op.key
-            touched[op.key] = record
-            results.append(record)
-        if touched or new_prints:
-            async with self._redis.pipeline(transaction=True) as tx:
+        names = [self._p + k for k in keys] + [f"{self._p}start:{f}" for f in prints]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*names)
+            found = await pipe.mget(names)  # at once: a watched pipeline runs immediately
+            stored = {k: Transaction.loads(v)
+                      for k, v in zip(keys, found[:len(keys)], strict=True) if v is not None}
+            started = {f: _text(v) for f, v in zip(prints, found[len(keys):], strict=True)
+                       if v is not None}
+            before = {k: _member(tx) for k, tx in stored.items()}
+            touched: dict[str, Transaction] = {}
+            new_prints: dict[str, str] = {}
+            results: list[Transaction | Exception] = []
+            for op in batch:
+                if op.fingerprint is not None and op.fingerprint in started:
+                    known = touched.get(started[op.fingerprint]) or stored.get(
+                        started[op.fingerprint]) or await self.get(started[op.fingerprint])
+                    results.append(known if known is not None
+                                   else LookupError(op.fingerprint))
+                    continue
+                try:
+                    record = op.change(touched.get(op.key) or stored.get(op.key))
+                except Exception as exc:  # reported to its own caller
+                    results.append(exc)
+                    continue
+                if op.fingerprint is not None:
+                    started[op.fingerprint] = new_prints[op.fingerprint] = op.key
+                touched[op.key] = record
+                results.append(record)
+            if touched or new_prints:
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 for key, record in touched.items():
-                    self._write(tx, record, before.get(key))
+                    self._write(pipe, record, before.get(key))
                 for fingerprint, key in new_prints.items():
-                    tx.set(f"{self._p}start:{fingerprint}", key, ex=self._retention)
-                await tx.execute()
+                    pipe.set(f"{self._p}start:{fingerprint}", key, ex=self._retention)
+                await pipe.execute()
         return results
 
     def _write(self, pipe: "Redis", record: Transaction, old_member: str | None) -> None:

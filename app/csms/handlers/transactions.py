@@ -62,9 +62,10 @@ def router(services: Services) -> Router:
             bump("csms_transactions_foreign")
             context.log.warning("not recorded: %s", exc)
             return None
-        if before and record.revision != before[0][0] and services.events.listening:
+        # The last call of `observed` is the one stored (a batch may be read again).
+        if before and record.revision != before[-1][0] and services.events.listening:
             # Not a retry, not a known start: a change, for billing.
-            _, started, ended = before[0]
+            _, started, ended = before[-1]
             kind = ("TransactionEnded" if record.ended and not ended else
                     "TransactionStarted" if record.started and not started else
                     "TransactionUpdated")
