@@ -297,3 +297,14 @@ def test_seq_nos_are_kept_as_runs_merged_in_any_order() -> None:
     for seq_no in range(5000):  # an in-order session of any length is one run
         many.add_seq_no(seq_no)
     assert many.seq_runs == [[0, 4999]] and len(many.dumps()) < 1000
+
+
+def test_a_clone_changes_apart_from_its_original() -> None:
+    tx = transaction_event("CS-1", "2.0.1", event(
+        "Started", 0, "2026-03-01T10:00:00Z", info={"chargingState": "Charging"}))
+    twin = tx.clone()
+    assert twin == tx and twin is not tx
+    twin = transaction_event("CS-1", "2.0.1", event(
+        "Updated", 1, "2026-03-01T10:05:00Z", info={"chargingState": "SuspendedEV"}), twin)
+    assert tx.seq_runs == [[0, 0]] and len(tx.charging_periods) == 1 and tx.revision == 1
+    assert twin.seq_runs == [[0, 1]] and len(twin.charging_periods) == 2
