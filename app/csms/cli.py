@@ -1,4 +1,5 @@
-"""The `csms` command: `csms serve` runs the central system, `csms simulate` a fleet."""
+"""The `csms` command: `csms serve` runs the central system, `csms gateway` a websocket
+gateway in front of it (serverless mode), `csms simulate` a fleet."""
 
 import argparse
 import dataclasses
@@ -7,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_type_hints
 
-from csms.config import Settings, SettingsError, env_key, unknown_keys
+from csms.config import GatewaySettings, Settings, SettingsError, env_key, unknown_keys
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    hints = get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
+def _add_settings_flags(parser: argparse.ArgumentParser, kind: type = Settings) -> None:
+    hints = get_type_hints(kind)
+    for f in dataclasses.fields(kind):
         flag = "--" + f.name.replace("_", "-")
         shown = "" if f.default in (None, "") or f.metadata["secret"] else \
             f" (default: {f.default})"
@@ -27,23 +28,33 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 WS_PROTOCOLS = {"csms": "csms.web.wsprotocol:LeanWebSocketProtocol"}
 
 
-def serve(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace, kind: Any) -> Any:
+    """The command's settings from its flags and CSMS_* variables, logging configured;
+    None (said why) when a value is wrong."""
     from csms.observability.logging import configure
-    from csms.state.registry import RegistryError, load_stations
 
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
              if getattr(args, f.name) is not None}
     # Flags become environment variables so every uvicorn worker reads the same settings.
     for name, value in flags.items():
         os.environ[env_key(name)] = str(value)
     try:
-        settings = Settings.from_env()
+        settings = kind.from_env()
     except SettingsError as exc:
         print(f"csms: {exc}", file=sys.stderr)
-        return 2
+        return None
     configure(settings.log_level, settings.log_json, settings.secrets())
     for key in unknown_keys():
         print(f"csms: warning: {key} is not a setting; ignored", file=sys.stderr)
+    return settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    from csms.state.registry import RegistryError, load_stations
+
+    settings: Settings | None = _settings(args, Settings)
+    if settings is None:
+        return 2
     if settings.workers > 1 and not settings.redis_url:
         # Each worker holds its own stations: only Redis can route a call to the right one.
         print("csms: --workers above 1 needs --redis-url (cluster mode)", file=sys.stderr)
@@ -60,9 +71,17 @@ def serve(args: argparse.Namespace) -> int:
 
     scheme = "wss" if settings.ssl_certfile else "ws"
     host = "127.0.0.1" if settings.host == "0.0.0.0" else settings.host
+    if settings.mode == "gateway":
+        print(f"csms: gateway mode: gateways post station events to "
+              f"{scheme.replace('ws', 'http')}://{host}:{settings.port}/gateway/",
+              file=sys.stderr, flush=True)
+        if not settings.gateway_token:
+            print("csms: warning: CSMS_GATEWAY_TOKEN is not set: anyone who reaches "
+                  "/gateway/ can act as a station's gateway", file=sys.stderr, flush=True)
+    where = "" if settings.mode == "gateway" else \
+        f"csms: stations connect to {scheme}://{host}:{settings.port}/ocpp/{{station_id}}\n"
     print(f"csms: {count} registered stations"
-          f"{' (unknown stations accepted)' if settings.accept_unknown else ''}\n"
-          f"csms: stations connect to {scheme}://{host}:{settings.port}/ocpp/{{station_id}}\n"
+          f"{' (unknown stations accepted)' if settings.accept_unknown else ''}\n{where}"
           f"csms: API docs at {scheme.replace('ws', 'http')}://{host}:"
           f"{settings.internal_port or settings.port}/docs",
           file=sys.stderr, flush=True)
@@ -76,14 +95,22 @@ def serve(args: argparse.Namespace) -> int:
               "memory only and lost when the process ends (give --data-dir DIR, or "
               "--redis-url)",
               file=sys.stderr, flush=True)
+    options = _uvicorn_options(settings)
+    options.update(workers=settings.workers, proxy_headers=settings.proxy_headers,
+                   forwarded_allow_ips=settings.forwarded_allow_ips,
+                   timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))),
+                   ws=WS_PROTOCOLS.get(settings.ws, settings.ws))
+    return _run(uvicorn.Config("csms.web.app:app_from_env", **options), settings)
+
+
+def _uvicorn_options(settings: Settings | GatewaySettings) -> dict[str, Any]:
+    """What `csms serve` and `csms gateway` run uvicorn with alike: the same websocket
+    limits, ping and TLS."""
     ping = settings.ping_interval or None
     options: dict[str, Any] = dict(
-        host=settings.host, port=settings.port, workers=settings.workers, factory=True,
-        ws=WS_PROTOCOLS.get(settings.ws, settings.ws), ws_max_size=settings.max_frame_size,
-        ws_ping_interval=ping,
+        host=settings.host, port=settings.port, factory=True, ws=WS_PROTOCOLS["csms"],
+        ws_max_size=settings.max_frame_size, ws_ping_interval=ping,
         ws_ping_timeout=settings.ping_timeout if ping else None, ws_per_message_deflate=True,
-        timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))),
-        proxy_headers=settings.proxy_headers, forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level, access_log=False, lifespan="on",
         ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
         ssl_ca_certs=settings.ssl_ca_certs, loop="auto", http="auto",
@@ -97,7 +124,34 @@ def serve(args: argparse.Namespace) -> int:
         # Asked for, not required: profile-2 stations (no certificate) share the port, and
         # each profile-3 station's certificate is required and checked at admission.
         options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
-    return _run(uvicorn.Config("csms.web.app:app_from_env", **options), settings)
+    return options
+
+
+def gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from csms.serverless.gateway import default_endpoint
+
+    settings: GatewaySettings | None = _settings(args, GatewaySettings)
+    if settings is None:
+        return 2
+    scheme = "wss" if settings.ssl_certfile else "ws"
+    host = "127.0.0.1" if settings.host == "0.0.0.0" else settings.host
+    print(f"csms: stations connect to {scheme}://{host}:{settings.port}/ocpp/{{station_id}}\n"
+          f"csms: forwarding to {settings.backend}/gateway/; backends post to "
+          f"{settings.advertise_url or default_endpoint(settings)}/@connections/{{id}}",
+          file=sys.stderr, flush=True)
+    if not settings.gateway_token:
+        print("csms: warning: CSMS_GATEWAY_TOKEN is not set: anyone who reaches this port can "
+              "send frames to stations through /@connections/", file=sys.stderr, flush=True)
+    config = uvicorn.Config("csms.serverless.gateway:gateway_from_env",
+                            **_uvicorn_options(settings), timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        return 130
+    return 0 if server.started else 3
 
 
 def _run(config: Any, settings: Settings) -> int:
@@ -173,6 +227,14 @@ def parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the central system")
     _add_settings_flags(serve_parser)
     serve_parser.set_defaults(run=serve)
+    gw = commands.add_parser(
+        "gateway", help="run a websocket gateway in front of gateway-mode backends",
+        description="Hold stations' websockets on /ocpp/{station_id}, post their connects, "
+                    "frames and disconnects to a backend (csms serve --mode gateway) and serve "
+                    "the @connections API backends reach stations through, as AWS API "
+                    "Gateway WebSocket APIs do.")
+    _add_settings_flags(gw, GatewaySettings)
+    gw.set_defaults(run=gateway)
     from csms.simulate.options import add_options
 
     sim = commands.add_parser("simulate", help="run a simulated fleet of stations")

@@ -108,8 +108,65 @@ def redis_url_check(value: str) -> str | None:
     return None
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+def http_url(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return "an http:// or https:// URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        return "an http:// or https:// URL"
+    return None
+
+
+def token_check(value: str) -> str | None:
+    return None if len(value) >= 16 and value.strip() == value else \
+        "a token of at least 16 characters"
+
+
+class _FromEnv:
+    """What every settings object shares: each value checked when the object is made, and
+    read from `CSMS_*` variables (and flags) by `from_env`."""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            kind = _base(hints[f.name])
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise SettingsError(f"{env_key(f.name)}: expected {kind.__name__}, "
+                                    f"got {type(value).__name__}")
+            check = f.metadata["check"]
+            expected = check(value) if check is not None else None
+            if expected is not None:
+                raise _mismatch(env_key(f.name), expected, value, f.metadata["secret"])
+
+    def __repr__(self) -> str:  # never show a secret
+        shown = {f.name: _shown(f, getattr(self, f.name))
+                 for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return f"{type(self).__name__}({shown})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            key = env_key(f.name)
+            if key in env and overrides.get(f.name) is None:
+                values[f.name] = value = parse(key, env[key], hints[f.name], f.metadata["secret"])
+                check = f.metadata["check"]
+                expected = check(value) if check is not None and value is not None else None
+                if expected is not None:  # named with what came, as it was written
+                    raise _mismatch(key, expected, env[key], f.metadata["secret"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Settings(_FromEnv):
     host: str = _field("0.0.0.0", "interface to listen on",
                        lambda v: None if v.strip() else "a host name or address")
     port: int = _field(9000, "port to listen on", between(1, 65535))
@@ -188,51 +245,32 @@ class Settings:
         None, "cluster mode: the prefix of this process's owner id, shown as a station's pod "
               "(the chart sets the pod's name; unset: the host name)",
         lambda v: None if v and not any(c.isspace() for c in v) else "a name without spaces")
+    mode: str = _field(
+        "websocket", "websocket: stations connect to csms itself; gateway: a websocket gateway "
+                     "(csms gateway, or AWS API Gateway) holds their sockets and forwards "
+                     "connects and frames as HTTP requests (needs CSMS_REDIS_URL)",
+        one_of("websocket", "gateway"))
+    gateway_token: str | None = _field(
+        None, "gateway mode: the shared secret between csms gateway and its backends, sent "
+              "in X-Gateway-Token both ways (unset: not checked)", token_check, secret=True)
+    gateway_endpoint: str | None = _field(
+        None, "gateway mode: the @connections endpoint to post to, when it is not the one "
+              "the gateway names (an API Gateway custom domain)", http_url)
     gc_young_every: float = _field(0.1, "seconds between young garbage collections", above(0))
     gc_full_every: float = _field(600.0, "seconds between full garbage collections", above(0))
 
     def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            kind = _base(hints[f.name])
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                raise SettingsError(f"{env_key(f.name)}: expected {kind.__name__}, "
-                                    f"got {type(value).__name__}")
-            check = f.metadata["check"]
-            expected = check(value) if check is not None else None
-            if expected is not None:
-                raise _mismatch(env_key(f.name), expected, value, f.metadata["secret"])
+        super().__post_init__()
         self._check_ports()
-        self._check_tls()
+        _check_tls(self)
 
     def _check_ports(self) -> None:
         if self.internal_port == self.port:
             raise SettingsError(f"CSMS_INTERNAL_PORT: expected a port other than CSMS_PORT "
                                 f"(got {self.internal_port})")
-
-    def _check_tls(self) -> None:
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise SettingsError("CSMS_SSL_KEYFILE: expected together with CSMS_SSL_CERTFILE")
-        if self.ssl_ca_certs and not self.ssl_certfile:
-            raise SettingsError("CSMS_SSL_CA_CERTS: expected together with CSMS_SSL_CERTFILE "
-                                "(client certificates are checked by csms's own TLS)")
-        if not self.ssl_certfile:
-            return
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        try:
-            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        except (ssl.SSLError, ValueError) as exc:
-            raise SettingsError(f"CSMS_SSL_CERTFILE: expected a PEM certificate whose key is "
-                                f"in it or in CSMS_SSL_KEYFILE ({_reason(exc)})") from None
-        if self.ssl_ca_certs:
-            try:
-                context.load_verify_locations(self.ssl_ca_certs)
-            except ssl.SSLError as exc:
-                raise SettingsError(f"CSMS_SSL_CA_CERTS: expected PEM CA certificates "
-                                    f"({_reason(exc)})") from None
+        if self.mode == "gateway" and not self.redis_url:
+            raise SettingsError("CSMS_MODE: expected gateway only with CSMS_REDIS_URL (the "
+                                "stations' connections are kept in Redis)")
 
     @property
     def api_tokens(self) -> tuple[str, ...]:
@@ -240,28 +278,38 @@ class Settings:
         return tuple(t.strip() for t in (self.api_token or "").split(",") if t.strip())
 
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never be logged: the API tokens and the Redis password."""
-        return self.api_tokens + url_passwords(self.redis_url)
-
-    def __repr__(self) -> str:  # never show a secret
-        shown = {f.name: _shown(f, getattr(self, f.name)) for f in dataclasses.fields(self)}
-        return f"Settings({shown})"
+        """Values that must never be logged: the API tokens, the gateway's token and the
+        Redis password."""
+        gateway = (self.gateway_token,) if self.gateway_token else ()
+        return self.api_tokens + gateway + url_passwords(self.redis_url)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        hints = get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            key = env_key(f.name)
-            if key in env and overrides.get(f.name) is None:
-                values[f.name] = value = parse(key, env[key], hints[f.name], f.metadata["secret"])
-                check = f.metadata["check"]
-                expected = check(value) if check is not None and value is not None else None
-                if expected is not None:  # named with what came, as it was written
-                    raise _mismatch(key, expected, env[key], f.metadata["secret"])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> "Settings":
+        return super().from_env(environ, **overrides)  # type: ignore[no-any-return]
+
+
+def _check_tls(settings: Any) -> None:
+    """The TLS files fit together and load (csms serve and csms gateway alike)."""
+    if settings.ssl_keyfile and not settings.ssl_certfile:
+        raise SettingsError("CSMS_SSL_KEYFILE: expected together with CSMS_SSL_CERTFILE")
+    if settings.ssl_ca_certs and not settings.ssl_certfile:
+        raise SettingsError("CSMS_SSL_CA_CERTS: expected together with CSMS_SSL_CERTFILE "
+                            "(client certificates are checked by csms's own TLS)")
+    if not settings.ssl_certfile:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    except (ssl.SSLError, ValueError) as exc:
+        raise SettingsError(f"CSMS_SSL_CERTFILE: expected a PEM certificate whose key is "
+                            f"in it or in CSMS_SSL_KEYFILE ({_reason(exc)})") from None
+    if settings.ssl_ca_certs:
+        try:
+            context.load_verify_locations(settings.ssl_ca_certs)
+        except ssl.SSLError as exc:
+            raise SettingsError(f"CSMS_SSL_CA_CERTS: expected PEM CA certificates "
+                                f"({_reason(exc)})") from None
 
 
 def _base(kind: Any) -> Any:
@@ -316,6 +364,56 @@ def read_setting(env: Mapping[str, str], key: str, kind: Any, default: Any,
     return value
 
 
+def _like(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field that means what the `Settings` field of that name means (its default, help,
+    check), for another command's settings."""
+    f = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    return dataclasses.field(default=f.default if default is dataclasses.MISSING else default,
+                             metadata=f.metadata)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GatewaySettings(_FromEnv):
+    """`csms gateway`: the websocket terminator in front of gateway-mode backends."""
+
+    backend: str | None = _field(
+        None, "the backend's URL (csms serve --mode gateway, or a load balancer in front of "
+              "several): connects, frames and disconnects are posted to its /gateway/",
+        http_url)
+    host: str = _like("host")
+    port: int = _like("port", 9100)
+    advertise_url: str | None = _field(
+        None, "the URL backends post to this gateway's @connections API at (unset: "
+              "http://HOST:PORT, with this machine's name for 0.0.0.0)", http_url)
+    gateway_token: str | None = _like("gateway_token")
+    backend_timeout: float = _field(
+        330.0, "seconds a backend may take over one request (a frame whose handler calls the "
+               "station waits for its answer)", above(0))
+    max_frame_size: int = _like("max_frame_size")
+    ping_interval: float = _like("ping_interval")
+    ping_timeout: float = _like("ping_timeout")
+    connect_rate: float = _like("connect_rate")
+    ssl_certfile: str | None = _like("ssl_certfile")
+    ssl_keyfile: str | None = _like("ssl_keyfile")
+    ssl_ca_certs: str | None = _like("ssl_ca_certs")
+    log_level: str = _like("log_level")
+    log_json: bool = _like("log_json")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.backend:
+            raise SettingsError("CSMS_BACKEND: expected the backend's URL (--backend URL)")
+        _check_tls(self)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> "GatewaySettings":
+        return super().from_env(environ, **overrides)  # type: ignore[no-any-return]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.gateway_token,) if self.gateway_token else ()
+
+
 # CSMS_* variables that belong to other commands (the operator), not to `csms serve`.
 OTHER_KEYS = frozenset({"CSMS_OPERATOR_STATUS_EVERY", "CSMS_OPERATOR_STATUS_RATE"})
 
@@ -323,5 +421,6 @@ OTHER_KEYS = frozenset({"CSMS_OPERATOR_STATUS_EVERY", "CSMS_OPERATOR_STATUS_RATE
 def unknown_keys(environ: Mapping[str, str] | None = None) -> list[str]:
     """`CSMS_*` variables no setting reads: most likely a typo, worth a warning."""
     env = os.environ if environ is None else environ
-    known = {env_key(f.name) for f in dataclasses.fields(Settings)} | OTHER_KEYS
+    known = {env_key(f.name) for f in (*dataclasses.fields(Settings),
+                                       *dataclasses.fields(GatewaySettings))} | OTHER_KEYS
     return sorted(k for k in env if k.startswith("CSMS_") and k not in known)

@@ -12,9 +12,11 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from csms.cluster.commands import RedisCommandStore
 from csms.cluster.events import RedisEventBus
+from csms.cluster.gateway import GatewayRouter
 from csms.cluster.ledger import RedisLedger
 from csms.cluster.routing import RedisRouter
 from csms.cluster.state import RedisRegistry, RedisStationStore, RedisTransactionIds
+from csms.serverless.connections_api import ConnectionsApi
 from csms.services import Services
 from csms.state.connections import Connections
 
@@ -35,20 +37,29 @@ def connect(url: str, max_connections: int = MAX_CONNECTIONS) -> Redis:
 
 def redis_services(url: str, prefix: str = "csms:", *, lease: float = 30.0,
                    call_timeout: float = 30.0, owner_prefix: str | None = None,
-                   retention_days: float = 400) -> Services:
+                   retention_days: float = 400, gateway: bool = False,
+                   gateway_token: str | None = None) -> Services:
     """Services whose registry, station state, transaction ids and ledger, events, command
-    queue and call routing live in Redis."""
+    queue and call routing live in Redis; with `gateway`, stations' sockets are on a
+    websocket gateway (`csms.serverless`) and calls reach them through it."""
     redis = connect(url)
     connections = Connections()
     events = RedisEventBus(redis, prefix)
     stations = RedisStationStore(redis, prefix)
-    router = RedisRouter(redis, prefix, connections, lease=lease, call_timeout=call_timeout,
-                         owner_prefix=owner_prefix)
+    commands = RedisCommandStore(redis, prefix)
+    router: RedisRouter
+    if gateway:
+        router = GatewayRouter(redis, prefix, connections, commands,
+                               ConnectionsApi(gateway_token), lease=lease,
+                               call_timeout=call_timeout, owner_prefix=owner_prefix)
+    else:
+        router = RedisRouter(redis, prefix, connections, lease=lease,
+                             call_timeout=call_timeout, owner_prefix=owner_prefix)
     ledger = RedisLedger(redis, prefix, retention_days)
     services = Services(registry=RedisRegistry(redis, prefix),
                         stations=stations, ledger=ledger,
                         transactions=RedisTransactionIds(redis, prefix), events=events,
-                        connections=connections, commands=RedisCommandStore(redis, prefix),
+                        connections=connections, commands=commands,
                         router=router, presence=stations)
     # Started in this order, closed in the reverse one: the router gives up ownership and
     # the events are flushed before the client closes.
@@ -67,5 +78,6 @@ class _Closing:
         await self._redis.aclose()
 
 
-__all__ = ["RedisCommandStore", "RedisEventBus", "RedisLedger", "RedisRegistry", "RedisRouter",
+__all__ = ["GatewayRouter", "RedisCommandStore", "RedisEventBus", "RedisLedger", "RedisRegistry",
+           "RedisRouter",
            "RedisStationStore", "RedisTransactionIds", "connect", "redis_services"]

@@ -110,14 +110,23 @@ async def _no_control(message: dict[str, Any]) -> None:
 
 async def tell_owner(redis: Redis, prefix: str, station_id: str,
                      message: dict[str, Any]) -> str | None:
-    """Push a control message to the process holding the station; its owner id, or None if
-    the station is not connected anywhere."""
+    """Push a control message to the process holding the station (in gateway mode, to any
+    backend: the station's socket is on the gateway); who holds it, or None if the station
+    is not connected anywhere."""
+    message = {**message, "station": station_id}
     value = await redis.get(f"{prefix}owner:{station_id}")
-    if not value:
+    if value:
+        owner = owner_of(value)
+        await push(redis, prefix, owner, message)
+        return owner
+    endpoint = await redis.hget(f"{prefix}gw:station:{station_id}", "endpoint")
+    if not endpoint:
         return None
-    owner = owner_of(value)
-    await push(redis, prefix, owner, {**message, "station": station_id})
-    return owner
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(f"{prefix}gw:control", json.dumps(message))
+        pipe.pexpire(f"{prefix}gw:control", INBOX_TTL_MS)
+        await pipe.execute()
+    return endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
 
 
 async def push(redis: Redis, prefix: str, owner: str, message: dict[str, Any]) -> None:
@@ -160,6 +169,7 @@ class RedisRouter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._inbox = f"{prefix}inbox:{self.owner_id}"
+        self._inboxes = [self._inbox]  # the lists the listener reads, in order
         self._pod = f"{prefix}pod:{self.owner_id}"
         self._epoch_key = f"{prefix}epochs"
         self._claim = redis.register_script(_CLAIM)
@@ -378,7 +388,8 @@ class RedisRouter:
         while not self._stopping:
             try:
                 reply: Any = await self._redis.blmpop(
-                    LISTEN_BLOCK, 1, self._inbox, direction="RIGHT", count=BATCH)
+                    LISTEN_BLOCK, len(self._inboxes), *self._inboxes, direction="RIGHT",
+                    count=BATCH)
                 backoff = 0.1
             except RedisError as exc:
                 logger.debug("inbox read failed: %s", exc)

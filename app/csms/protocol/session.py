@@ -465,7 +465,7 @@ class Session:
             if self.closed is not None:
                 raise NotConnected(f"{self.station_id}: {self.closed}")
             start = time.perf_counter()
-            message_id = next_message_id()
+            message_id = self._message_id()
             future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
             self._pending = _Pending(message_id, action, future)
             traced = None if self._tracer is None else self._tracer.outbound(self, action,
@@ -496,6 +496,10 @@ class Session:
                               time.perf_counter() - start)
                 if traced is not None:
                     self._observe(traced.end, None if outcome == "ok" else outcome)
+
+    def _message_id(self) -> str:
+        """The id of our next CALL (a gateway session uses the one it reserved)."""
+        return next_message_id()
 
     async def send_unconfirmed(self, action: str, payload: Payload) -> None:
         if self.version != V21:

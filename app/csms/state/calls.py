@@ -17,6 +17,7 @@ from csms.protocol.errors import (
 )
 from csms.protocol.session import Session
 from csms.state.connections import Connections
+from csms.state.errors import Unavailable
 
 
 class Outcome(NamedTuple):
@@ -57,6 +58,8 @@ async def call_session(session: Session, action: str, payload: dict[str, Any],
         return Outcome(504, str(exc))
     except NotConnected as exc:
         return Outcome(404, str(exc), sent=exc.sent)
+    except Unavailable as exc:  # gateway mode: the call's turn is kept in Redis
+        return Outcome(503, f"cluster state unreachable (Redis): {exc}", sent=False)
     return Outcome(200, result)
 
 

@@ -182,7 +182,7 @@ class CommandDispatcher:
         try:
             while sid in self._dirty and session.closed is None:
                 self._dirty.discard(sid)
-                while session.closed is None and await self._deliver_next(session):
+                while session.closed is None and await self.deliver_next(session):
                     pass
         except Exception:
             logger.exception("%s: delivering queued commands failed; retried on next connect",
@@ -191,7 +191,8 @@ class CommandDispatcher:
             if self._running.get(sid) is asyncio.current_task():
                 del self._running[sid]
 
-    async def _deliver_next(self, session: Session) -> bool:
+    async def deliver_next(self, session: Session) -> bool:
+        """Send the station's next queued command; False when there was none to send."""
         command = await self._store.pop(session.station_id)
         if command is None:
             return False

@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import make_asgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,19 +23,26 @@ from csms.observability.runtime import Runtime
 from csms.protocol import schemas
 from csms.protocol.router import Router, tables
 from csms.protocol.versions import VERSIONS
+from csms.serverless.contract import PREFIX as GATEWAY_PREFIX
+from csms.serverless.contract import Link
+from csms.serverless.session import GatewaySession
 from csms.services import Services
 from csms.state.admission import TokenBucket
 from csms.state.commands import CommandDispatcher
 from csms.state.connections import EVICTED, SHUTDOWN
 from csms.state.credentials import VerifiedCache
+from csms.state.errors import Unavailable
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
-from csms.web import http_frames, websocket
+from csms.web import gateway_backend, http_frames, websocket
 from csms.web.api import build_api
 from csms.web.drain import drain
 from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
 from csms.web.tls import ClientCertificates
 from csms.web.tokens import ApiTokens
+
+if TYPE_CHECKING:
+    from csms.cluster.gateway import GatewayRouter
 
 logger = logging.getLogger("csms.app")
 OCPP_PREFIX = "/ocpp/"
@@ -126,8 +133,14 @@ class CsmsApp:
         self.tokens = ApiTokens(settings.api_tokens, settings.api_token_file)
         self.credentials = VerifiedCache()
         header = settings.client_cert_header
+        self.gateway = self._gateway_router(services) if settings.mode == "gateway" else None
+        if self.gateway is not None:
+            self.gateway.sessions = self.gateway_session
+        # In gateway mode the gateway verifies certificates, and names the subject it
+        # verified in the connect request.
         self.certificates = ClientCertificates(
-            direct=bool(settings.ssl_certfile and settings.ssl_ca_certs and settings.ws == "csms"),
+            direct=self.gateway is not None or bool(
+                settings.ssl_certfile and settings.ssl_ca_certs and settings.ws == "csms"),
             header=header.lower().encode() if header else None)
         self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
         self.dispatcher = CommandDispatcher(services.commands)
@@ -150,23 +163,46 @@ class CsmsApp:
             services.registry.set(self._entries)
             self._entries = None
 
+    @staticmethod
+    def _gateway_router(services: Services) -> "GatewayRouter":
+        from csms.cluster.gateway import GatewayRouter
+
+        if not isinstance(services.router, GatewayRouter):
+            raise ValueError("gateway mode needs the gateway router (CSMS_REDIS_URL)")
+        return services.router
+
+    def gateway_session(self, station_id: str, version: str, link: Link, send: Any,
+                        station: Any = None) -> GatewaySession:
+        """A session for one gateway request: the station's socket is on the gateway."""
+        assert self.gateway is not None
+        return GatewaySession(link, self.gateway, station_id, version, self.tables[version],
+                              send, station=station, hooks=self.hooks,
+                              call_timeout=self.settings.call_timeout,
+                              max_depth=self.settings.max_depth, tracer=self.tracing)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         path: str = scope.get("path", "")
-        stations = path.startswith(OCPP_PREFIX)
+        gateway = self.gateway is not None and path.startswith(GATEWAY_PREFIX)
+        stations = path.startswith(OCPP_PREFIX) or gateway
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif self._internal_port is not None and stations == self._internal(scope):
             # Split ports: stations only on the main one, everything else only internally.
             await self._not_here(scope, send)
         elif kind == "websocket":
-            if stations:
+            if self.gateway is not None:
+                await websocket.deny(scope, send, Rejection(
+                    404, "bad_path", "gateway mode: stations connect to the gateway"))
+            elif stations:
                 await websocket.serve(self, scope, receive, send)
             else:
                 await websocket.deny(scope, send, Rejection(
                     404, "bad_path", f"stations connect to {OCPP_PREFIX}{{station_id}}"))
         elif kind == "http":
-            if stations:
+            if gateway:
+                await gateway_backend.serve(self, scope, receive, send)
+            elif stations:
                 await http_frames.serve(self, scope, receive, send)
             elif path == "/metrics" and self.metrics is not None:
                 await self._metrics_app(scope, receive, send)
@@ -267,8 +303,12 @@ class CsmsApp:
             logger.warning("SIGHUP reload is unavailable in this process")
 
     async def _control(self, message: dict[str, Any]) -> None:
-        """The operator's messages for a station held here."""
+        """The operator's messages for a station held here (or, in gateway mode, for any
+        station on the gateway)."""
         sid = message["station"]
+        if self.gateway is not None:
+            await self._control_gateway(sid, message)
+            return
         session = self.services.connections.get(sid)
         if session is None:
             return
@@ -286,6 +326,22 @@ class CsmsApp:
                     push_configuration(self.services, session.context, desired))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def _control_gateway(self, sid: str, message: dict[str, Any]) -> None:
+        assert self.gateway is not None
+        if message["kind"] == "evict":
+            await self.gateway.close_station(sid, EVICTED)
+            return
+        entry = await self.services.registry.get(sid)
+        found = await self.gateway.link(sid)
+        if entry is None or found is None:
+            return
+        link, version = found
+        session = self.gateway_session(sid, version, link, self.gateway.sender(link), entry)
+        desired = {k: v for k, v in entry.configuration.items()
+                   if k in message.get("keys", entry.configuration)}
+        if desired:
+            await push_configuration(self.services, session.context, desired)
 
     def _watch_sigterm(self) -> None:
         """SIGTERM drains first, then hands over to uvicorn's own shutdown."""
@@ -333,6 +389,8 @@ class CsmsApp:
     async def _apply(self, entries: list[StationEntry]) -> None:
         await self.services.registry.replace(entries)
         by_id = {e.station_id: e for e in entries}
+        if self.gateway is not None:
+            await self._evict_gateway(by_id)
         for session in self.services.connections.sessions():
             entry = by_id.get(session.station_id)
             if (entry is None and self.services.default_entry is None) or (
@@ -341,6 +399,19 @@ class CsmsApp:
             elif entry is not None:
                 session.context.station = entry
         logger.info("registry reloaded: %d stations", len(entries))
+
+    async def _evict_gateway(self, by_id: dict[str, StationEntry]) -> None:
+        """Close the gateway connections of stations the reloaded registry no longer lets in."""
+        assert self.gateway is not None
+        try:
+            for sid in await self.gateway.stations():
+                entry = by_id.get(sid)
+                if (entry is None and self.services.default_entry is None) or (
+                        entry is not None and not entry.enabled):
+                    await self.gateway.close_station(sid, EVICTED)
+        except Unavailable as exc:
+            logger.warning("stations removed by the reload stay connected until their next "
+                           "frame: %s", exc)
 
 
 def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = None,
@@ -360,7 +431,9 @@ def create_app(routers: Sequence[Router] = (), *, settings: Settings | None = No
         services = redis_services(settings.redis_url, settings.redis_prefix,
                                   lease=settings.lease, call_timeout=settings.call_timeout,
                                   owner_prefix=settings.pod_name,
-                                  retention_days=settings.ledger_retention_days)
+                                  retention_days=settings.ledger_retention_days,
+                                  gateway=settings.mode == "gateway",
+                                  gateway_token=settings.gateway_token)
     if services is None and settings.data_dir:
         from csms.ledger.sqlite import SqliteLedger
         from csms.state.commands_sqlite import SqliteCommandStore

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("csms.websocket")
 
 ASGIMessage = dict[str, Any]
+NO_SUBPROTOCOL = "no agreed OCPP subprotocol"
 
 
 async def deny(scope: dict[str, Any], send: Any, rejection: Rejection) -> None:
@@ -60,10 +61,11 @@ class _Socket:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any, span: Any = None
-                     ) -> tuple[str, Any, str] | None:
-    """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open.
-    `span`, when tracing, gets the outcome."""
+async def decide(app: "CsmsApp", scope: dict[str, Any], span: Any = None
+                 ) -> tuple[str, Any, str | None]:
+    """Admit the station, or raise the `Rejection` (counted, logged, traced): its id, entry
+    and the version agreed, None when no offered subprotocol is allowed (counted too).
+    The websocket endpoint and the gateway's connect share it."""
     metrics = app.metrics
     sid: str | None = None
     try:
@@ -82,24 +84,35 @@ async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any, span: Any
         logger.info("handshake refused (%s): %s", rejection.status, rejection.message)
         if span is not None:
             tracing.refused(span, sid, rejection.reason, rejection.status)
-        await deny(scope, send, rejection)
-        return None
+        raise
     offered = scope.get("subprotocols") or []
     version = choose_version(offered, entry)
     if version is None:
-        # OCPP-J: complete the handshake without a subprotocol, then close at once.
         if metrics:
             metrics.rejections.labels("no_subprotocol").inc()
         logger.info("%s offered %s; none is allowed", sid, offered)
         if span is not None:
             tracing.refused(span, sid, "no_subprotocol", 101)
+    elif span is not None:
+        tracing.admitted(span, sid, version)
+    return sid, entry, version
+
+
+async def _handshake(app: "CsmsApp", scope: dict[str, Any], send: Any, span: Any = None
+                     ) -> tuple[str, Any, str] | None:
+    """Admit the station and accept the upgrade, or refuse it; (id, entry, version) if open.
+    `span`, when tracing, gets the outcome."""
+    try:
+        sid, entry, version = await decide(app, scope, span)
+    except Rejection as rejection:
+        await deny(scope, send, rejection)
+        return None
+    if version is None:
+        # OCPP-J: complete the handshake without a subprotocol, then close at once.
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": 1002,
-                    "reason": "no agreed OCPP subprotocol"})
+        await send({"type": "websocket.close", "code": 1002, "reason": NO_SUBPROTOCOL})
         return None
     await send({"type": "websocket.accept", "subprotocol": subprotocol(version)})
-    if span is not None:
-        tracing.admitted(span, sid, version)
     return sid, entry, version
 
 
