@@ -29,7 +29,7 @@ http {{
   scgi_temp_path {dir}/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream pods {{
-    hash {hash_by} consistent;
+{balance}
 {servers}
   }}
   server {{
@@ -55,7 +55,7 @@ class Route:
     """The location and proxy settings: by default those of the chart's Ingress."""
 
     path: str = "/"
-    hash_by: str = "$request_uri"
+    hash_by: str = "$request_uri"  # empty: round-robin, no stickiness
     read_timeout: int = 3600
     send_timeout: int = 3600
     # A dead or draining pod: the station's connect goes on to the next one.
@@ -108,7 +108,8 @@ class Nginx:
         tls = self.tls
         self.config.write_text(CONFIG.format(
             user=user, dir=self.folder, port=self.port, servers=servers,
-            hash_by=self.route.hash_by, path=self.route.path,
+            balance=f"    hash {self.route.hash_by} consistent;" if self.route.hash_by else "",
+            path=self.route.path,
             read_timeout=self.route.read_timeout, send_timeout=self.route.send_timeout,
             next_upstream=self.route.next_upstream,
             tls=TLS.format(cert=tls.cert, key=tls.key, ca=tls.ca) if tls else "",

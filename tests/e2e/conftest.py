@@ -124,31 +124,46 @@ def start_server(tmp: Path, stations: str = STATIONS, *args: str,
     path = tmp / "stations.yaml"
     path.write_text(stations)
     port = free_port()
-    log = tmp / "server.log"
-    log_file = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "csms", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--stations", str(path), *args],
-        stdout=log_file, stderr=subprocess.STDOUT,
+    internal = int(args[args.index("--internal-port") + 1]) if "--internal-port" in args else None
+    return launch(tmp, ["serve", "--host", "127.0.0.1", "--port", str(port),
+                        "--stations", str(path), *args],
+                  Server(port, None, path, tmp / "server.log", None, ca, internal), env)
+
+
+def start_gateway(tmp: Path, backend: str, *args: str, **env: str) -> Server:
+    """`csms gateway` on a free port, posting to `backend`."""
+    port = free_port()
+    return launch(tmp, ["gateway", "--host", "127.0.0.1", "--port", str(port),
+                        "--backend", backend, *args],
+                  Server(port, None, tmp / "none", tmp / "gateway.log", None), env)
+
+
+def launch(tmp: Path, argv: list[str], server: Server, env: dict[str, str],
+           module: str = "csms") -> Server:
+    """Run `python -m MODULE ARGV` as `server` says (its log, its ports), until its /readyz
+    answers."""
+    server.log_file = log_file = server.log.open("wb")
+    server.proc = proc = subprocess.Popen(
+        [sys.executable, "-m", module, *argv], stdout=log_file, stderr=subprocess.STDOUT,
         env={**os.environ, "CSMS_LOG_LEVEL": "info", **env},
     )
-    internal = int(args[args.index("--internal-port") + 1]) if "--internal-port" in args else None
-    server = Server(port, proc, path, log, log_file, ca, internal)
+    ca = server.ca
+
     def ready() -> bool:
         if proc.poll() is not None:
             log_file.close()
-            raise RuntimeError(f"csms serve exited: {server.output()}")
+            raise RuntimeError(f"{module} {argv[0]} exited: {server.output()}")
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(f"{server.http}/readyz", timeout=1,
                              verify=ca or True).status_code == 200
         return False
 
     try:
-        wait_until(ready, 20, "csms serve to be ready")
+        wait_until(ready, 20, f"{module} {argv[0]} to be ready")
     except AssertionError:
         proc.kill()
         log_file.close()
-        raise RuntimeError(f"csms serve not ready: {server.output()}") from None
+        raise RuntimeError(f"{module} {argv[0]} not ready: {server.output()}") from None
     return server
 
 

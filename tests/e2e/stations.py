@@ -32,6 +32,13 @@ class Station16(ChargePoint16):
         self.configuration[key] = value
         return result16.ChangeConfiguration(status="Accepted")
 
+    @on("GetConfiguration")
+    def get_configuration(self, key: list[str] | None = None) -> Any:
+        known = [{"key": k, "readonly": False, "value": v} for k, v in self.configuration.items()
+                 if key is None or k in key]
+        return result16.GetConfiguration(configuration_key=known, unknown_key=[
+            k for k in key or [] if k not in self.configuration])
+
     @on("Reset")
     async def reset(self, type: str) -> Any:
         self.resets_started += 1

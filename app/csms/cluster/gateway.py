@@ -45,7 +45,7 @@ logger = logging.getLogger("csms.gateway")
 CONNECTION_TTL_MS = 7 * 86_400_000  # a record outlives a gateway that died without telling
 DRAIN_LEASE_MS = 120_000  # renewed after each delivered command
 TURN_POLL_MAX = 0.1  # seconds between two looks at a busy turn held by another backend
-SUPERSEDED_REASON = "superseded by a newer connection"
+_ROUTES = {0: "nobody", 1: "relayed", 2: "here"}
 
 _PUSH_CLOSED = """
 local function closed(prefix, sid, connection, reason, ttl)
@@ -344,6 +344,7 @@ class GatewayRouter(RedisRouter):
                 args=[message_id, self.owner_id, message, self._prefix, INBOX_TTL_MS])
         except RedisError as exc:
             raise Unavailable(str(exc)) from exc
+        bump("csms_gateway_answers", _ROUTES[routed])
         if routed == 2:
             self._hand_over(station_id, text)
         return bool(routed)

@@ -15,6 +15,9 @@ KNOWN = {
     "csms_routed_calls": ("API calls sent to the pod holding the station, by HTTP status",
                           "status"),
     "csms_commands": ("Queued commands finished, by status", "status"),
+    "csms_gateway_answers": (
+        "Gateway mode: stations' answers to our CALLs, by where their caller was (here, "
+        "another backend, or nobody: late)", "route"),
     "csms_transactions_refused": (
         "Transaction messages answered InternalError: the ledger could not store them (the "
         "station retries)", ""),
