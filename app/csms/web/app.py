@@ -269,6 +269,18 @@ class CsmsApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def settle(self) -> None:
+        """Finish the work requests left running and write what is buffered: under AWS
+        Lambda nothing runs between two invocations (`csms.serverless.aws_lambda`)."""
+        await self.services.router.idle()
+        for part in (self.services.stations, self.services.events):
+            flush = getattr(part, "flush", None)
+            if flush is not None:
+                try:
+                    await flush()
+                except Exception as exc:  # kept, and written by a later invocation
+                    logger.warning("buffered writes not written now: %s", exc)
+
     async def _watch_queue(self) -> None:
         """The command queue's depth for /metrics, every few seconds."""
         while True:
