@@ -3,6 +3,7 @@ nginx that spreads requests round-robin (no stickiness), a real Redis, and the `
 library's stations for OCPP 1.6, 2.0.1 and 2.1."""
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -64,7 +65,8 @@ def start_backend(folder: Path, store: RedisServer, embedded: bool) -> Server:
     """`csms serve --mode gateway`, or (embedded) an app of our own around csms."""
     if not embedded:
         return start_server(folder, STATIONS, "--mode", "gateway", "--redis-url", store.url,
-                            "--call-timeout", "5", CSMS_GATEWAY_TOKEN=TOKEN)
+                            "--call-timeout", "5", CSMS_GATEWAY_TOKEN=TOKEN,
+                            CSMS_LOG_LEVEL="debug")
     stations = folder / "stations.yaml"
     stations.write_text(STATIONS)
     port = free_port()
@@ -93,7 +95,8 @@ def deploy(tmp: Path, embedded: bool = False) -> Deployment:
         undo.callback(nginx.stop)
         gateway = start_gateway(tmp / "gateway", f"http://127.0.0.1:{nginx.port}",
                                 "--ping-interval", "1", "--ping-timeout", "1",
-                                "--max-frame-size", "4096", CSMS_GATEWAY_TOKEN=TOKEN)
+                                "--max-frame-size", "4096", CSMS_GATEWAY_TOKEN=TOKEN,
+                                CSMS_LOG_LEVEL="debug")
         undo.pop_all()
     return Deployment(store, backends, nginx, gateway)
 
@@ -400,6 +403,45 @@ async def test_a_registry_reload_closes_a_disabled_station(
         backend.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: all(b.output().count("registry reloaded") == 2
                            for b in deployment.backends), 5, "the registry restored")
+
+
+async def test_the_operator_evicts_through_any_backend(deployment: Deployment) -> None:
+    from redis.asyncio import Redis
+
+    from csms.cluster.routing import tell_owner
+
+    store = Redis.from_url(deployment.store.url)
+    try:
+        assert await tell_owner(store, "csms:", "cs201", {"kind": "evict"}) is None
+        async with connected(deployment.ws, "cs201", "2.0.1") as cs:
+            told = await tell_owner(store, "csms:", "cs201", {"kind": "evict"})
+            assert told == deployment.gateway.http  # the station is on the gateway
+            await asyncio.wait_for(cs._connection.wait_closed(), 10)
+            assert cs._connection.close_code == 1008
+    finally:
+        await store.aclose()
+
+
+async def test_no_secret_reaches_a_log_or_redis(deployment: Deployment) -> None:
+    """Everything here logs at debug level: the gateway's token, a station's password and
+    its Basic header must still appear nowhere."""
+    password = "correct-horse-battery"
+    secrets = [TOKEN, password, base64.b64encode(f"secure:{password}".encode()).decode()]
+    async with connected(deployment.ws, "secure", "1.6",
+                         additional_headers=basic("secure", password)) as cp:
+        await cp.call(call16.Heartbeat())
+        assert (await call(deployment.backends[0], "secure", RESET)).status_code == 200
+    await status_of(f"{deployment.ws}/secure", subprotocols=["ocpp1.6"],
+                    additional_headers=basic("secure", "wrong-password-123"))
+    logs = "".join(server.output() for server in (deployment.gateway, *deployment.backends))
+    assert "[redacted]" in logs  # the Basic header was logged, and redacted
+    assert [s for s in secrets if s in logs] == []
+    store = redis.Redis.from_url(deployment.store.url)
+    try:
+        dump = repr([(key, store.dump(key)) for key in store.scan_iter(count=1000)])
+    finally:
+        store.close()
+    assert [s for s in secrets if s in dump] == []
 
 
 # -- an embedded central system's own handler, and a backend that dies ---------------------
