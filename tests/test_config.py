@@ -132,3 +132,44 @@ def test_a_bad_number_is_named_as_it_was_written() -> None:
     assert str(bad.value) == "CSMS_CALL_TIMEOUT: expected a number above 0 (got '-1e0')"
     # A value given in code wins over the environment's, bad or not.
     assert Settings.from_env({"CSMS_CALL_TIMEOUT": "-1"}, call_timeout=5.0).call_timeout == 5.0
+
+
+def test_gateway_mode_needs_redis() -> None:
+    with pytest.raises(SettingsError, match="CSMS_MODE: expected gateway only with"):
+        Settings(mode="gateway")
+    with pytest.raises(SettingsError, match="CSMS_MODE: expected one of websocket, gateway"):
+        Settings.from_env({"CSMS_MODE": "lambda"})
+    assert Settings(mode="gateway", redis_url="redis://127.0.0.1:6379/0").mode == "gateway"
+
+
+def test_csms_gateway_settings_share_the_servers_names_and_checks() -> None:
+    from csms.config import GatewaySettings
+
+    with pytest.raises(SettingsError, match="CSMS_BACKEND: expected the backend's URL"):
+        GatewaySettings.from_env({})
+    with pytest.raises(SettingsError, match="CSMS_BACKEND: expected an http:// or https:// URL"):
+        GatewaySettings.from_env({"CSMS_BACKEND": "ftp://backend"})
+    with pytest.raises(SettingsError, match="CSMS_MAX_FRAME_SIZE: expected a number from"):
+        GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000", "CSMS_MAX_FRAME_SIZE": "9"})
+    with pytest.raises(SettingsError, match="CSMS_GATEWAY_TOKEN: expected a token of at"):
+        GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000",
+                                  "CSMS_GATEWAY_TOKEN": "short"})
+    settings = GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000",
+                                         "CSMS_GATEWAY_TOKEN": "a-long-enough-secret",
+                                         "CSMS_PING_INTERVAL": "5"})
+    assert (settings.port, settings.ping_interval, settings.max_frame_size) == (9100, 5.0,
+                                                                               262_144)
+    assert "a-long-enough-secret" not in repr(settings)
+    assert settings.secrets() == ("a-long-enough-secret",)
+    assert unknown_keys({"CSMS_BACKEND": "x", "CSMS_ADVERTISE_URL": "y",
+                         "CSMS_BACKEND_TIMOUT": "1"}) == ["CSMS_BACKEND_TIMOUT"]
+
+
+def test_csms_gateway_stops_without_a_backend() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
+    done = subprocess.run([sys.executable, "-m", "csms", "gateway"], capture_output=True,
+                          text=True, timeout=30, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "csms: CSMS_BACKEND: expected the backend's URL (--backend URL)"
