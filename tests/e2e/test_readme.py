@@ -7,14 +7,17 @@ cannot run as written. The Python and manifest blocks run, and the messages it q
 what csms says.
 """
 
+import asyncio
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +27,10 @@ from csms.state.credentials import verify_password
 from csms.state.registry import RegistryError, load_stations
 from tests import k8s_tools
 from tests.e2e.conftest import free_port
+from tests.e2e.stations import connected
 from tests.kube_mock import KubeMock
 from tests.polling import wait_until
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -85,10 +90,11 @@ CURL = block("curl -s -X POST localhost:9000/api/v1/stations/SIM-0001/calls -H "
              "{\"type\": \"Immediate\"}, \"timeout\": 10}'")
 OPERATOR = block("csms serve --stations examples/stations/")
 PRODUCTION = block("kubectl create namespace csms")
+GATEWAY = block("export CSMS_GATEWAY_TOKEN=$(openssl rand -hex 24)")
 
 
 def test_every_command_is_run_here_or_named_with_its_test() -> None:
-    run_here = ["make run", *SIMULATE, *CURL, *OPERATOR, *PRODUCTION]
+    run_here = ["make run", *SIMULATE, *CURL, *OPERATOR, *PRODUCTION, *GATEWAY]
     shown = [c for b in console_blocks() for c in b]
     assert sorted(shown) == sorted(run_here + list(ELSEWHERE))
     assert LOCAL == ["make run", "make test"]
@@ -330,3 +336,44 @@ def test_the_production_install_upgrade_and_uninstall(
     assert len(left) == 4
     assert not sh("kubectl -n csms get deployments -o name", kube, work).strip()
 
+
+
+def test_the_serverless_commands_put_a_gateway_before_a_backend(
+    tmp_path: Path, processes: list[Process],
+) -> None:
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis").start()
+    try:
+        backend, gateway = free_port(), free_port()
+        script = "\n".join(GATEWAY).replace("redis://127.0.0.1:6379/0", store.url).replace(
+            "9000", str(backend)).replace("9100", str(gateway))
+        both = Process(script, tmp_path, {"PATH": f"{BIN}:{os.environ['PATH']}"})
+        processes.append(both)
+
+        def up(port: int, path: str) -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(lambda: up(backend, "/readyz") and up(gateway, "/healthz"), 30,
+                   f"the backend and the gateway: {both.output()}")
+        boot, view = asyncio.run(boot_through(f"ws://127.0.0.1:{gateway}/ocpp", "cp-0001",
+                                              f"http://127.0.0.1:{backend}"))
+        assert boot.status == "Accepted" and boot.interval == 60
+        assert view["connected"] is True and view["pod"] == f"http://{socket.gethostname()}:{gateway}"
+        both.interrupt()
+        assert "Traceback" not in both.output()
+        assert "CSMS_GATEWAY_TOKEN is not set" not in both.output()
+    finally:
+        store.stop()
+
+
+async def boot_through(url: str, station: str, api: str) -> tuple[Any, dict[str, Any]]:
+    """Boot the station through the gateway; its view on the backend while it is there."""
+    from ocpp.v16 import call as call16
+
+    async with connected(url, station, "1.6") as cp, httpx.AsyncClient(base_url=api) as c:
+        boot = await cp.call(call16.BootNotification(charge_point_vendor="Acme",
+                                                     charge_point_model="One"))
+        return boot, (await c.get(f"/api/v1/stations/{station}")).json()
