@@ -12,13 +12,15 @@ bench/driver.py and the figures are absolute.
   scale    closed loop at 1,000, 5,000 and 19,000 stations: calls/s and RSS
   cluster  three pods and Redis: API call latency same-pod vs cross-pod, and API calls/s
            through three pods (bench/cluster_bench.py; csms alone, no peer has it)
+  gateway  gateway mode against websocket mode: station CALLs/s through csms gateway and a
+           backend, and the latency the gateway adds (bench/gateway_bench.py)
   tracing  the closed loop (1.6) with tracing off, with a 1% ratio sampler and with every
            call sampled, exporting over OTLP/HTTP to a sink (bench/otlp_sink.py)
   ledger   the closed loop (200 stations, 1.6 and 2.0.1, bench/driver.py) with the standard
            mix, then with every call a transaction message, kept in memory and in SQLite
            (--data-dir: durable before each answer, group-committed); csms alone
 
-    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster,tracing,ledger]
+    python bench/run.py [--quick] [--only closed,paced,idle,scale,cluster,gateway,tracing,ledger]
                         [--out FILE]
 """
 
@@ -130,6 +132,16 @@ def cluster(quick: bool) -> str:
             f"`{' '.join(cmd[1:])}`\n\n{report}\n")
 
 
+def gateway(quick: bool) -> str:
+    cmd = [sys.executable, str(ROOT / "bench" / "gateway_bench.py"),
+           "--duration", "5" if quick else "10", "--samples", "500" if quick else "2000"]
+    out = sh(cmd)
+    report = "\n".join(line for line in out.splitlines() if not line.startswith("{"))
+    return ("## Gateway mode against websocket mode (csms gateway + a backend, or one "
+            "csms serve; Redis; all on cpu0)\n\n"
+            f"`{' '.join(cmd[1:])}`\n\n{report}\n")
+
+
 def tracing(quick: bool) -> str:
     """What spans cost on the hot path: off, 1% sampled, all sampled, interleaved twice in
     one run (this machine's throughput drifts by more than the difference between them)."""
@@ -236,7 +248,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="shorter runs, smaller fleets")
-    p.add_argument("--only", default="closed,paced,idle,scale,cluster,tracing,ledger")
+    p.add_argument("--only",
+                   default="closed,paced,idle,scale,cluster,gateway,tracing,ledger")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"))
     args = p.parse_args()
     if not shutil.which("taskset"):
@@ -248,12 +261,13 @@ def main() -> None:
     if SHARED.exists():
         sh(["bash", str(SHARED / "setup_peers.sh")])
         runners = {"closed": closed, "paced": paced, "idle": idle, "scale": scale,
-                   "cluster": cluster, "tracing": tracing, "ledger": ledger}
+                   "cluster": cluster, "gateway": gateway, "tracing": tracing,
+                   "ledger": ledger}
         for name in args.only.split(","):
             parts.append(runners[name](args.quick))
     else:
         parts.append(standalone(args.quick))
-        for name, runner in (("cluster", cluster), ("ledger", ledger)):
+        for name, runner in (("cluster", cluster), ("gateway", gateway), ("ledger", ledger)):
             if name in args.only:
                 parts.append(runner(args.quick))
     report = "\n".join(parts)

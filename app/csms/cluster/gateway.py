@@ -20,6 +20,7 @@ newer connection) while a CALL is outstanding tells the waiter at once: `NotConn
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from csms.cluster.codec import entry_from_json
 from csms.cluster.routing import _RELEASE, INBOX_TTL_MS, REPLY_GRACE, RedisRouter
 from csms.observability.counters import bump
 from csms.protocol.session import next_message_id
@@ -39,6 +41,7 @@ from csms.state.calls import Outcome, call_session, not_connected
 from csms.state.commands import CommandDispatcher, CommandStore
 from csms.state.connections import Closing, Connections
 from csms.state.errors import Unavailable
+from csms.state.registry import StationEntry
 
 logger = logging.getLogger("csms.gateway")
 
@@ -79,20 +82,23 @@ if prev[1] and prev[1] ~= ARGV[2] then
 end
 return {epoch, prev[1] or '', prev[2] or '', prev[3] or ''}
 """
-# KEYS: connection. ARGV: ttl, prefix. The connection's record (its TTL renewed), with
-# `fresh` as it was: the first frame of a connection is the one that clears it.
+# KEYS: connection, registry. ARGV: ttl, prefix. {the connection's record (its TTL renewed),
+# with `fresh` as it was (the first frame of a connection clears it), the station's registry
+# entry}: what a frame needs, in one round trip.
 _TOUCH = """
 local record = redis.call('HGETALL', KEYS[1])
-if #record == 0 then return record end
+if #record == 0 then return {record, false} end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local entry = false
 for i = 1, #record, 2 do
   if record[i] == 'station' then
     redis.call('PEXPIRE', ARGV[2] .. 'gw:station:' .. record[i + 1], ARGV[1])
+    entry = redis.call('HGET', KEYS[2], record[i + 1])
   elseif record[i] == 'fresh' then
     redis.call('HDEL', KEYS[1], 'fresh')
   end
 end
-return record
+return {record, entry}
 """
 # KEYS: connection. ARGV: connection, prefix, inbox ttl. Returns {station, version, 1 if it
 # was the station's current connection}; a CALL outstanding on it fails at once.
@@ -127,11 +133,13 @@ SessionFactory = Callable[[str, str, Link, Callable[[str], Any]], GatewaySession
 
 
 class Connection:
-    """A gateway connection as Redis records it."""
+    """A gateway connection as Redis records it, and its station's registry entry."""
 
-    __slots__ = ("epoch", "fresh", "link", "station_id", "superseded", "version")
+    __slots__ = ("entry", "epoch", "fresh", "link", "station_id", "superseded", "version")
 
-    def __init__(self, record: dict[bytes, bytes], connection_id: str) -> None:
+    def __init__(self, record: dict[bytes, bytes], connection_id: str,
+                 entry: StationEntry | None) -> None:
+        self.entry = entry  # None: not in the registry
         self.station_id = record[b"station"].decode()
         self.version = record[b"version"].decode()
         self.epoch = int(record[b"epoch"])
@@ -139,6 +147,12 @@ class Connection:
         self.superseded = b"superseded" in record
         self.link = Link(record[b"endpoint"].decode(), connection_id,
                          record.get(b"signing", b"").decode())
+
+
+@functools.lru_cache(maxsize=4096)
+def decoded(raw: bytes) -> StationEntry:
+    """A registry entry, decoded once while its text is unchanged (entries are frozen)."""
+    return entry_from_json(raw)
 
 
 class _Turnstile:
@@ -161,6 +175,7 @@ class GatewayRouter(RedisRouter):
         self.sessions: SessionFactory | None = None  # set by the app: it has the routes
         self._dispatcher = CommandDispatcher(commands)
         self._control_key = f"{prefix}gw:control"
+        self._registry_key = f"{prefix}registry"  # RedisRegistry's hash
         self._inboxes = [self._inbox, self._control_key]
         self._calling: dict[str, GatewaySession] = {}  # station -> the session holding its turn
         self._turnstiles: dict[str, _Turnstile] = {}
@@ -198,15 +213,18 @@ class GatewayRouter(RedisRouter):
         return Link(endpoint.decode(), previous.decode(), signing.decode())
 
     async def connection(self, connection_id: str) -> Connection | None:
-        """The connection a frame came on (its records' lifetimes renewed), or None."""
+        """The connection a frame came on (its records' lifetimes renewed) with its station's
+        registry entry, or None."""
         try:
-            values = await self._touch(keys=[self._key("conn", connection_id)],
-                                       args=[CONNECTION_TTL_MS, self._prefix])
+            values, entry = await self._touch(
+                keys=[self._key("conn", connection_id), self._registry_key],
+                args=[CONNECTION_TTL_MS, self._prefix])
         except RedisError as exc:
             raise Unavailable(str(exc)) from exc
         if not values:
             return None
-        return Connection(dict(zip(values[::2], values[1::2], strict=True)), connection_id)
+        return Connection(dict(zip(values[::2], values[1::2], strict=True)), connection_id,
+                          decoded(entry) if entry else None)
 
     async def disconnected(self, connection_id: str) -> tuple[str, str, bool]:
         """Forget the connection: (its station or "", its version, whether it was the

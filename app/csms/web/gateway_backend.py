@@ -174,7 +174,7 @@ async def message(app: "CsmsApp", scope: dict[str, Any], connection_id: str, bod
     sid = connection.station_id
     link = connection.link if app.settings.gateway_endpoint is None else \
         Link(app.settings.gateway_endpoint, connection_id, connection.link.signing)
-    entry = await app.services.entry(sid)
+    entry = connection.entry or app.services.default_entry
     if entry is None or not entry.enabled:
         logger.info("%s: %s", sid, EVICTED.reason)
         await router.close_link(link, EVICTED)
