@@ -42,3 +42,15 @@ def test_the_bench_driver_runs_a_fleet_without_errors(
                              params={"status": "completed"}, timeout=30).text
         ended = [t for t in map(json.loads, exported.splitlines()) if t["version"] == version]
         assert len(ended) >= 20 and all(t["energyWh"] == 4000 for t in ended)
+
+
+def test_the_gateway_bench_compares_both_modes_without_errors() -> None:
+    bench = DRIVER.parent / "gateway_bench.py"
+    out = subprocess.run([sys.executable, str(bench), "--stations", "10", "--duration", "1",
+                          "--samples", "20"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for mode in ("websocket", "gateway"):
+        assert result[mode]["calls_per_s"] > 0 and result[mode]["errors"] == 0
+        assert result[mode]["api_p50_ms"] > 0
+    assert "gateway / websocket station calls/s" in out.stdout
