@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,6 +373,22 @@ async def test_the_gateway_closes_what_the_websocket_endpoint_closes(
     async with websockets.connect(f"{ws}/any", subprotocols=["ocpp1.6"]) as station:
         await station.send("not json")  # answered by a backend, as over a websocket
         assert (await station.recv()).startswith('[4,"-1",')
+
+
+async def test_a_station_that_stops_answering_pings_is_dropped(
+        deployment: Deployment) -> None:
+    sock = socket.create_connection(("127.0.0.1", deployment.gateway.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ocpp/any HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+                  ).encode())
+    try:  # it never reads, never answers a ping: 1 s apart, 1 s to answer
+        assert b" 101 " in sock.recv(4096).split(b"\r\n")[0]
+        await eventually(lambda: any("any disconnected (ping_timeout)" in b.output()
+                                     for b in deployment.backends), timeout=10)
+    finally:
+        sock.close()
 
 
 async def test_a_connection_the_backends_forgot_is_closed(deployment: Deployment) -> None:

@@ -29,6 +29,7 @@ from mangum.types import LambdaConfig, LambdaContext, LambdaEvent, Response
 
 from csms.serverless.contract import (
     CLOSE_CODE,
+    CLOSE_REASON,
     CONNECT,
     CONNECTION_ID,
     DISCONNECT,
@@ -93,6 +94,7 @@ class WebSocketEvents:
             headers[FORWARDED_PROTO.decode()] = "wss"  # API Gateway speaks only wss
         elif self.kind == DISCONNECT:
             headers[CLOSE_CODE.decode()] = str(context.get("disconnectStatusCode") or 1005)
+            headers[CLOSE_REASON.decode()] = str(context.get("disconnectReason") or "")
         return headers
 
     def __call__(self, response: Response) -> dict[str, Any]:

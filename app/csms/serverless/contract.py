@@ -12,7 +12,8 @@ Gateway to backend, one POST per event (the API Gateway routes in brackets):
 - `/gateway/message` ($default): `X-Connection-Id`, `X-Gateway-Endpoint`; the frame is the
   body. Answered 200 with the reply frame as the body, 204 when there is nothing to send,
   410 when the backend does not know the connection (it has asked the gateway to close it).
-- `/gateway/disconnect` ($disconnect): `X-Connection-Id`, `X-Close-Code`; answered 204.
+- `/gateway/disconnect` ($disconnect): `X-Connection-Id`, `X-Close-Code`, `X-Close-Reason`;
+  answered 204.
 
 Backend to gateway, API Gateway's management API, at the endpoint the events name:
 `POST {endpoint}/@connections/{id}` sends the body as a text frame (410 when the connection

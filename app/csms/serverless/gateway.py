@@ -246,7 +246,7 @@ class Gateway:
         await self._relay(station, receive)
 
     async def _relay(self, station: _Station, receive: Any) -> None:
-        code = 1005
+        code, reason = 1005, ""
         try:
             while True:
                 message = await receive()
@@ -261,13 +261,15 @@ class Gateway:
                     station.forwards.add(task)
                     task.add_done_callback(station.forwards.discard)
                 else:
-                    code = message.get("code", 1005)
+                    code, reason = message.get("code", 1005), message.get("reason") or ""
                     break
         finally:
             del self.stations[station.connection_id]
             station.closing = True
             headers = self._headers(station.connection_id)
             headers[CLOSE_CODE.decode()] = str(code)
+            if reason.isprintable():  # a header value cannot hold a line break
+                headers[CLOSE_REASON.decode()] = reason
             try:
                 await self._post(DISCONNECT, headers)
             except BackendDown as exc:

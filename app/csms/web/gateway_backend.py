@@ -19,6 +19,7 @@ from csms.serverless.connections_api import ConnectionsApi
 from csms.serverless.contract import (
     CLIENT_CERT,
     CLOSE_CODE,
+    CLOSE_REASON,
     CONNECT,
     CONNECTION_ID,
     DISCONNECT,
@@ -219,7 +220,7 @@ async def disconnect(app: "CsmsApp", scope: dict[str, Any], connection_id: str, 
             code = int(header(scope, CLOSE_CODE) or 1005)
         except ValueError:
             code = 1005
-        reason = peer_close(code)
+        reason = peer_close(code, header(scope, CLOSE_REASON))
         logger.info("%s disconnected (%s)", sid, reason)
         app.services.events.publish(sid, version, "disconnected",
                                     {"reason": reason, "current": current})
