@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -28,6 +27,7 @@ from csms.clock import rfc3339
 from csms.config import GatewaySettings
 from csms.protocol import frames
 from csms.protocol.errors import FrameError
+from csms.serverless.backend_client import BackendClient, BackendDown
 from csms.serverless.contract import (
     CLIENT_CERT,
     CLOSE_CODE,
@@ -54,10 +54,6 @@ OCPP_PREFIX = "/ocpp/"
 # The backend's answer headers a refused station gets too.
 _PASSED_ON = (b"www-authenticate", b"retry-after")
 UNKNOWN_TO_BACKEND = "connection unknown to the central system"
-
-
-class BackendDown(Exception):
-    """The backend could not be reached, or failed (5xx)."""
 
 
 def new_connection_id() -> str:
@@ -127,12 +123,12 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         assert settings.backend is not None
         self.settings = settings
-        self.backend = settings.backend.rstrip("/") + PREFIX
+        self.backend = settings.backend.rstrip("/") + PREFIX  # where events go
         self.endpoint = settings.advertise_url or default_endpoint(settings)
         self.stations: dict[str, _Station] = {}
         self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
         self.metrics = _Metrics(self)
-        self._client: aiohttp.ClientSession | None = None
+        self._client: BackendClient | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind, path = scope["type"], scope.get("path", "")
@@ -158,10 +154,8 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._client = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=1024),
-                    timeout=aiohttp.ClientTimeout(total=self.settings.backend_timeout),
-                    skip_auto_headers=["User-Agent"])
+                self._client = BackendClient(self.settings.backend or "",
+                                             self.settings.backend_timeout)
                 logger.info("forwarding to %s; backends post to %s%s{id}", self.backend,
                             self.endpoint, CONNECTIONS)
                 await send({"type": "lifespan.startup.complete"})
@@ -169,7 +163,7 @@ class Gateway:
                 for station in list(self.stations.values()):
                     await station.close(1001, "server shutting down")
                 if self._client is not None:
-                    await self._client.close()
+                    self._client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -183,18 +177,12 @@ class Gateway:
 
     async def _post(self, event: str, headers: dict[str, str], body: bytes = b""
                     ) -> tuple[int, dict[str, str], bytes]:
+        """The backend's answer to an event; BackendDown when there is none, or a 5xx."""
         assert self._client is not None
-        try:
-            async with self._client.post(self.backend + event, data=body,
-                                         headers=headers) as response:
-                answer = await response.read()
-                if response.status >= 500:
-                    raise BackendDown(f"the backend answered {response.status}: "
-                                      f"{answer[:200]!r}")
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, \
-                    answer
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendDown(f"{type(exc).__name__}: {exc}") from None
+        status, answer, content = await self._client.post(PREFIX + event, headers, body)
+        if status >= 500:
+            raise BackendDown(f"the backend answered {status}: {content[:200]!r}")
+        return status, answer, content
 
     # -- stations --------------------------------------------------------------------------
 
@@ -214,7 +202,7 @@ class Gateway:
         headers[FORWARDED_PROTO.decode()] = "wss" if scope.get("scheme") == "wss" else "ws"
         tls = scope.get("extensions", {}).get("tls") or {}
         if tls.get("client_cert_name"):
-            headers[CLIENT_CERT.decode()] = tls["client_cert_name"]
+            headers[CLIENT_CERT.decode()] = ascii_dn(tls["client_cert_name"])
         for name in (b"authorization", b"user-agent"):
             value = header(scope, name)
             if value is not None:
@@ -223,6 +211,10 @@ class Gateway:
             headers["sec-websocket-protocol"] = ", ".join(offered)
         try:
             status, answer, body = await self._post(CONNECT, headers)
+        except ValueError:  # a line break in a value (a certificate's subject)
+            self.metrics.handshakes.labels("400").inc()
+            await deny(scope, send, Rejection(400, "bad_header", "malformed header value"))
+            return
         except BackendDown as exc:
             logger.warning("connect not forwarded: %s", exc)
             self.metrics.backend_errors.labels(CONNECT).inc()
@@ -350,6 +342,13 @@ class Gateway:
             return
         self.metrics.frames.labels("out").inc()
         await respond(send, 200, b"")
+
+
+def ascii_dn(subject: str) -> str:
+    """A DN fit for a header: characters beyond ASCII as RFC 4514 hex escapes of their
+    UTF-8 bytes (`\\C3\\BC`), which csms reads back."""
+    return "".join(c if ord(c) < 128 else "".join(f"\\{b:02X}" for b in c.encode())
+                   for c in subject)
 
 
 def close_frame(scope: dict[str, Any]) -> tuple[int, str]:
