@@ -73,7 +73,7 @@ def start_backend(folder: Path, store: RedisServer, embedded: bool) -> Server:
     port = free_port()
     return launch(folder, ["tests.e2e.gateway_app:app", "--factory", "--host", "127.0.0.1",
                            "--port", str(port), "--lifespan", "on"],
-                  Server(port, None, stations, folder / "server.log", None),  # type: ignore[arg-type]
+                  Server(port, None, stations, folder / "server.log", None),
                   {"CSMS_MODE": "gateway", "CSMS_REDIS_URL": store.url,
                    "CSMS_STATIONS": str(stations), "CSMS_GATEWAY_TOKEN": TOKEN,
                    "CSMS_CALL_TIMEOUT": "5",

@@ -26,6 +26,8 @@ are called with AWS Signature V4 instead.
 """
 
 import dataclasses
+import hmac
+from typing import Any
 from urllib.parse import quote
 
 PREFIX = "/gateway/"
@@ -61,3 +63,11 @@ class Link:
 def valid_connection_id(value: str) -> bool:
     """Printable and without spaces: a Redis key part, and a URL segment once quoted."""
     return 0 < len(value) <= MAX_CONNECTION_ID and value.isprintable() and " " not in value
+
+
+def token_ok(scope: dict[str, Any], token: str | None) -> bool:
+    """The request carries the shared token, or none is required."""
+    if not token:
+        return True
+    given = next((v for k, v in scope.get("headers", []) if k == TOKEN), b"")
+    return hmac.compare_digest(given, token.encode())

@@ -8,7 +8,6 @@ first (an after-hook's CALL, a queued command): the reply then goes out ahead of
 the gateway, and the response is empty.
 """
 
-import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,8 @@ from csms.serverless.contract import (
     PREFIX,
     SIGNING,
     STATION_PATH,
-    TOKEN,
     Link,
+    token_ok,
     valid_connection_id,
 )
 from csms.state.connections import EVICTED, SUPERSEDED, Closing
@@ -82,9 +81,7 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
     if scope["method"] != "POST":
         await respond(send, 405, b"POST gateway events\n", headers=[(b"allow", b"POST")])
         return
-    token = app.settings.gateway_token
-    if token and not hmac.compare_digest((header(scope, TOKEN) or "").encode(),
-                                         token.encode()):
+    if not token_ok(scope, app.settings.gateway_token):
         await respond(send, 401, b"X-Gateway-Token is missing or wrong\n")
         return
     handler = _HANDLERS.get(event)
