@@ -123,23 +123,22 @@ def scale(quick: bool) -> str:
             + markdown(rows))
 
 
-def cluster(quick: bool) -> str:
-    cmd = [sys.executable, str(ROOT / "bench" / "cluster_bench.py"),
+def script(name: str, title: str, quick: bool) -> str:
+    """A section from one of bench/'s own scripts (its markdown; not its JSON line)."""
+    cmd = [sys.executable, str(ROOT / "bench" / name),
            "--duration", "5" if quick else "10", "--samples", "500" if quick else "2000"]
-    out = sh(cmd)
-    report = "\n".join(line for line in out.splitlines() if not line.startswith("{"))
-    return ("## Cluster: API calls routed through Redis (3 pods + Redis on cpu0)\n\n"
-            f"`{' '.join(cmd[1:])}`\n\n{report}\n")
+    report = "\n".join(line for line in sh(cmd).splitlines() if not line.startswith("{"))
+    return f"## {title}\n\n`{' '.join(cmd[1:])}`\n\n{report}\n"
+
+
+def cluster(quick: bool) -> str:
+    return script("cluster_bench.py",
+                  "Cluster: API calls routed through Redis (3 pods + Redis on cpu0)", quick)
 
 
 def gateway(quick: bool) -> str:
-    cmd = [sys.executable, str(ROOT / "bench" / "gateway_bench.py"),
-           "--duration", "5" if quick else "10", "--samples", "500" if quick else "2000"]
-    out = sh(cmd)
-    report = "\n".join(line for line in out.splitlines() if not line.startswith("{"))
-    return ("## Gateway mode against websocket mode (csms gateway + a backend, or one "
-            "csms serve; Redis; all on cpu0)\n\n"
-            f"`{' '.join(cmd[1:])}`\n\n{report}\n")
+    return script("gateway_bench.py", "Gateway mode against websocket mode (csms gateway + "
+                  "a backend, or one csms serve; Redis; all on cpu0)", quick)
 
 
 def tracing(quick: bool) -> str:

@@ -12,7 +12,7 @@ import re
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from csms.observability.redaction import REDACTOR, url_passwords
 
@@ -97,24 +97,28 @@ def api_tokens_check(value: str) -> str | None:
     return None
 
 
-def redis_url_check(value: str) -> str | None:
+def _url(value: str) -> SplitResult | None:
+    """The URL's parts, None when it does not parse (a bad port included)."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        return "a redis://, rediss:// or unix:// URL"
-    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        return None
+    return parts
+
+
+def redis_url_check(value: str) -> str | None:
+    parts = _url(value)
+    if parts is None or parts.scheme not in ("redis", "rediss", "unix") or not (
+            parts.hostname or parts.path):
         return "a redis://, rediss:// or unix:// URL"
     return None
 
 
 def http_url(value: str) -> str | None:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        return "an http:// or https:// URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+    parts = _url(value)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or \
+            parts.query:
         return "an http:// or https:// URL"
     return None
 
