@@ -502,3 +502,16 @@ async def test_a_backend_killed_mid_call(embedded: Deployment) -> None:
         answer = await call(b, "rpc16", {**RESET, "timeout": 3})
         assert answer.status_code == 200
         assert cp.resets_answered == 2
+
+
+async def test_without_a_backend_calls_fail_and_handshakes_wait(embedded: Deployment) -> None:
+    async with websockets.connect(f"{embedded.ws}/any", subprotocols=["ocpp1.6"]) as station:
+        for backend in embedded.backends:
+            backend.proc.kill()
+            backend.proc.wait(10)
+        await station.send('[2,"h-1","Heartbeat",{}]')
+        answer = json.loads(await asyncio.wait_for(station.recv(), 10))
+        assert answer[:3] == [4, "h-1", "InternalError"]
+    refused = await status_of(f"{embedded.ws}/any", subprotocols=["ocpp1.6"])
+    assert refused.response.status_code == 503
+    assert int(refused.response.headers["Retry-After"]) > 0
