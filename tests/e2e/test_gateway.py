@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -515,3 +516,14 @@ async def test_without_a_backend_calls_fail_and_handshakes_wait(embedded: Deploy
     refused = await status_of(f"{embedded.ws}/any", subprotocols=["ocpp1.6"])
     assert refused.response.status_code == 503
     assert int(refused.response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(("sid", "protocol"), [("rpc16", "ocpp1.6"), ("rpc201", "ocpp2.0.1")])
+def test_the_strict_ocpp_rpc_client_passes_through_the_gateway(
+        deployment: Deployment, sid: str, protocol: str) -> None:
+    """The npm ocpp-rpc client in strict mode checks every reply against the schemas."""
+    client = Path(__file__).parent / "ocpp_rpc_client" / "client.js"
+    result = subprocess.run(["node", str(client), deployment.ws, sid, protocol],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "flows ok" in result.stdout
