@@ -144,8 +144,9 @@ def gateway(args: argparse.Namespace) -> int:
     if not settings.gateway_token:
         print("csms: warning: CSMS_GATEWAY_TOKEN is not set: anyone who reaches this port can "
               "send frames to stations through /@connections/", file=sys.stderr, flush=True)
-    config = uvicorn.Config("csms.serverless.gateway:gateway_from_env",
-                            **_uvicorn_options(settings), timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        "csms.serverless.gateway:gateway_from_env", **_uvicorn_options(settings),
+        timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))))
     server = uvicorn.Server(config)
     try:
         server.run()

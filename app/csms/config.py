@@ -397,6 +397,8 @@ class GatewaySettings(_FromEnv):
     ping_interval: float = _like("ping_interval")
     ping_timeout: float = _like("ping_timeout")
     connect_rate: float = _like("connect_rate")
+    graceful_timeout: float = _like("graceful_timeout")
+    drain_spread: float = _like("drain_spread")
     ssl_certfile: str | None = _like("ssl_certfile")
     ssl_keyfile: str | None = _like("ssl_keyfile")
     ssl_ca_certs: str | None = _like("ssl_ca_certs")

@@ -505,6 +505,22 @@ async def test_a_backend_killed_mid_call(embedded: Deployment) -> None:
         assert cp.resets_answered == 2
 
 
+async def test_sigterm_drains_the_gateway_with_1012(embedded: Deployment) -> None:
+    gateway = embedded.gateway
+    async with connected(embedded.ws, "rpc16", "1.6") as a, \
+            connected(embedded.ws, "rpc201", "2.0.1") as b:
+        await a.call(call16.Heartbeat())
+        gateway.proc.send_signal(signal.SIGTERM)
+        for station in (a, b):
+            await asyncio.wait_for(station._connection.wait_closed(), 10)
+            assert station._connection.close_code == 1012
+            assert station._connection.close_reason == "service restart"
+    # Drained, then ended by the signal as uvicorn ends a process: raised again, unhandled.
+    assert await asyncio.to_thread(gateway.proc.wait, 10) == -signal.SIGTERM
+    assert "draining 2 stations in 2 batches" in gateway.output()
+    assert "Traceback" not in gateway.output()
+
+
 async def test_without_a_backend_calls_fail_and_handshakes_wait(embedded: Deployment) -> None:
     async with websockets.connect(f"{embedded.ws}/any", subprotocols=["ocpp1.6"]) as station:
         for backend in embedded.backends:

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ from csms.serverless.contract import (
     token_ok,
 )
 from csms.state.admission import TokenBucket
+from csms.state.connections import DRAINING
+from csms.web.drain import STEP, plan, watch_sigterm
 from csms.web.handshake import Rejection, header, retry_later
 from csms.web.http_frames import read_body, respond
 from csms.web.websocket import NO_SUBPROTOCOL, deny
@@ -51,6 +54,7 @@ from csms.web.websocket import NO_SUBPROTOCOL, deny
 logger = logging.getLogger("csms.gateway")
 
 OCPP_PREFIX = "/ocpp/"
+SHUTDOWN_RESERVE = 5.0  # seconds of the graceful timeout kept for uvicorn after the drain
 # The backend's answer headers a refused station gets too.
 _PASSED_ON = (b"www-authenticate", b"retry-after")
 UNKNOWN_TO_BACKEND = "connection unknown to the central system"
@@ -130,7 +134,9 @@ class Gateway:
         self.stations: dict[str, _Station] = {}
         self.admissions = TokenBucket(settings.connect_rate, 2 * settings.connect_rate)
         self.metrics = _Metrics(self)
+        self.draining = False
         self._client: BackendClient | None = None
+        self._drain: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind, path = scope["type"], scope.get("path", "")
@@ -144,8 +150,10 @@ class Gateway:
                     404, "bad_path", f"stations connect to {OCPP_PREFIX}{{station_id}}"))
         elif path.startswith(CONNECTIONS):
             await self._connections(scope, receive, send, path[len(CONNECTIONS):])
-        elif path in ("/healthz", "/readyz"):
+        elif path == "/healthz" or (path == "/readyz" and not self.draining):
             await respond(send, 200, b'{"status":"ok"}', b"application/json")
+        elif path == "/readyz":
+            await respond(send, 503, b'{"status":"draining"}', b"application/json")
         elif path == "/metrics":
             await respond(send, 200, generate_latest(self.metrics.registry),
                           b"text/plain; version=0.0.4")
@@ -160,14 +168,52 @@ class Gateway:
                                              self.settings.backend_timeout)
                 logger.info("forwarding to %s; backends post to %s%s{id}", self.backend,
                             self.endpoint, CONNECTIONS)
+                watch_sigterm(self._start_drain)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                if self._drain is not None:
+                    await self._drain
                 for station in list(self.stations.values()):
                     await station.close(1001, "server shutting down")
                 if self._client is not None:
                     self._client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_drain(self) -> "asyncio.Task[None]":
+        self._drain = asyncio.get_running_loop().create_task(self.drain())
+        return self._drain
+
+    async def drain(self) -> None:
+        """As `csms serve` drains (csms.web.drain): new handshakes get 503 and /readyz turns
+        503 at once, then the sockets close with 1012 in jittered batches spread over
+        CSMS_DRAIN_SPREAD, each once its frames in flight are answered (5 s at most)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        bound = max(1.0, self.settings.graceful_timeout - SHUTDOWN_RESERVE)
+        end = loop.time() + bound
+        stations = list(self.stations.values())
+        random.shuffle(stations)
+        size, batches = plan(len(stations), min(self.settings.drain_spread, bound * 0.8))
+        logger.info("draining %d stations in %d batches", len(stations), batches)
+
+        async def close(station: _Station) -> None:
+            if station.forwards:
+                await asyncio.wait(list(station.forwards),
+                                   timeout=max(0.0, min(5.0, end - loop.time())))
+            await station.close(DRAINING.code, DRAINING.reason)
+
+        try:
+            async with asyncio.timeout_at(end):
+                for start in range(0, len(stations), size or 1):
+                    await asyncio.gather(*(close(s) for s in stations[start:start + size]),
+                                         return_exceptions=True)
+                    if start + size < len(stations):
+                        await asyncio.sleep(STEP * random.uniform(0.5, 1.5))
+        except TimeoutError:
+            logger.warning("drain bound of %.0f s reached; closing the rest at once", bound)
+        logger.info("drained")
 
     # -- to the backend --------------------------------------------------------------------
 
@@ -190,6 +236,10 @@ class Gateway:
 
     async def _station(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (await receive())["type"] != "websocket.connect":
+            return
+        if self.draining:
+            self.metrics.handshakes.labels("503").inc()
+            await deny(scope, send, retry_later("draining", "server is shutting down", 5))
             return
         if not self.admissions.take():
             self.metrics.handshakes.labels("503").inc()

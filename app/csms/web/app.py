@@ -35,7 +35,7 @@ from csms.state.errors import Unavailable
 from csms.state.registry import MemoryRegistry, RegistryError, StationEntry, load_stations
 from csms.web import gateway_backend, http_frames, websocket
 from csms.web.api import build_api
-from csms.web.drain import drain
+from csms.web.drain import drain, watch_sigterm
 from csms.web.gc_pacing import GcPacer
 from csms.web.handshake import Rejection
 from csms.web.tls import ClientCertificates
@@ -357,28 +357,13 @@ class CsmsApp:
 
     def _watch_sigterm(self) -> None:
         """SIGTERM drains first, then hands over to uvicorn's own shutdown."""
-        uvicorn_handler = signal.getsignal(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
 
-        def on_sigterm() -> None:
-            if self._drain is not None:
-                return
-            logger.info("SIGTERM: draining")
-            self._drain = loop.create_task(drain(self, self.drain_bound))
-            self._drain.add_done_callback(lambda _: hand_over())
+        def start() -> "asyncio.Task[None]":
+            self._drain = asyncio.get_running_loop().create_task(
+                drain(self, self.drain_bound))
+            return self._drain
 
-        def hand_over() -> None:
-            loop.remove_signal_handler(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, uvicorn_handler)
-            if callable(uvicorn_handler):
-                uvicorn_handler(signal.SIGTERM, None)
-            else:  # not under uvicorn's handler: let the signal do what it would have done
-                signal.raise_signal(signal.SIGTERM)
-
-        try:
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        except (NotImplementedError, RuntimeError, ValueError):
-            logger.warning("SIGTERM drain is unavailable in this process")
+        watch_sigterm(start)
 
     @property
     def drain_bound(self) -> float:

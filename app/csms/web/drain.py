@@ -12,6 +12,8 @@ import asyncio
 import logging
 import math
 import random
+import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from csms.protocol.session import Session
@@ -63,3 +65,31 @@ async def drain(app: "CsmsApp", bound: float) -> None:
     except TimeoutError:
         logger.warning("drain bound of %.0f s reached; closing the rest at once", bound)
     logger.info("drained")
+
+
+def watch_sigterm(start: Callable[[], "asyncio.Task[None]"]) -> None:
+    """On SIGTERM, `start` a drain; when it is over, hand the signal to uvicorn's own
+    handler (its shutdown), as if the drain had not been there."""
+    uvicorn_handler = signal.getsignal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    started: list[asyncio.Task[None]] = []
+
+    def on_sigterm() -> None:
+        if started:
+            return
+        logger.info("SIGTERM: draining")
+        started.append(start())
+        started[0].add_done_callback(lambda _: hand_over())
+
+    def hand_over() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, uvicorn_handler)
+        if callable(uvicorn_handler):
+            uvicorn_handler(signal.SIGTERM, None)
+        else:  # not under uvicorn's handler: let the signal do what it would have done
+            signal.raise_signal(signal.SIGTERM)
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):
+        logger.warning("SIGTERM drain is unavailable in this process")
