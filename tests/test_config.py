@@ -151,6 +151,8 @@ def test_csms_gateway_settings_share_the_servers_names_and_checks() -> None:
         GatewaySettings.from_env({"CSMS_BACKEND": "ftp://backend"})
     with pytest.raises(SettingsError, match="CSMS_MAX_FRAME_SIZE: expected a number from"):
         GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000", "CSMS_MAX_FRAME_SIZE": "9"})
+    with pytest.raises(SettingsError, match="CSMS_INTERNAL_PORT: expected a port other than"):
+        GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000", "CSMS_INTERNAL_PORT": "9100"})
     with pytest.raises(SettingsError, match="CSMS_GATEWAY_TOKEN: expected a token of at"):
         GatewaySettings.from_env({"CSMS_BACKEND": "http://b:9000",
                                   "CSMS_GATEWAY_TOKEN": "short"})

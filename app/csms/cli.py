@@ -147,15 +147,10 @@ def gateway(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         "csms.serverless.gateway:gateway_from_env", **_uvicorn_options(settings),
         timeout_graceful_shutdown=max(1, int(min(settings.graceful_timeout, 5))))
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        return 130
-    return 0 if server.started else 3
+    return _run(config, settings)
 
 
-def _run(config: Any, settings: Settings) -> int:
+def _run(config: Any, settings: Settings | GatewaySettings) -> int:
     """uvicorn.run, on one socket or, with an internal port, on two (both in every worker)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess

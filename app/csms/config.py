@@ -386,9 +386,14 @@ class GatewaySettings(_FromEnv):
         http_url)
     host: str = _like("host")
     port: int = _like("port", 9100)
+    internal_port: int | None = _field(
+        None, "a second port for the @connections API, /metrics and the probes; the main "
+              "port then serves only stations (/ocpp/). Unset: one port serves everything",
+        between(1, 65535))
     advertise_url: str | None = _field(
         None, "the URL backends post to this gateway's @connections API at (unset: "
-              "http://HOST:PORT, with this machine's name for 0.0.0.0)", http_url)
+              "http(s)://HOST:INTERNAL_PORT, or HOST:PORT without one, with this machine's "
+              "name for 0.0.0.0; with TLS, backends must trust its certificate)", http_url)
     gateway_token: str | None = _like("gateway_token")
     backend_timeout: float = _field(
         330.0, "seconds a backend may take over one request (a frame whose handler calls the "
@@ -409,6 +414,9 @@ class GatewaySettings(_FromEnv):
         super().__post_init__()
         if not self.backend:
             raise SettingsError("CSMS_BACKEND: expected the backend's URL (--backend URL)")
+        if self.internal_port == self.port:
+            raise SettingsError(f"CSMS_INTERNAL_PORT: expected a port other than CSMS_PORT "
+                                f"(got {self.internal_port})")
         _check_tls(self)
 
     @classmethod

@@ -130,12 +130,14 @@ def start_server(tmp: Path, stations: str = STATIONS, *args: str,
                   Server(port, None, path, tmp / "server.log", None, ca, internal), env)
 
 
-def start_gateway(tmp: Path, backend: str, *args: str, **env: str) -> Server:
+def start_gateway(tmp: Path, backend: str, *args: str, ca: ssl.SSLContext | None = None,
+                  **env: str) -> Server:
     """`csms gateway` on a free port, posting to `backend`."""
     port = free_port()
+    internal = int(args[args.index("--internal-port") + 1]) if "--internal-port" in args else None
     return launch(tmp, ["gateway", "--host", "127.0.0.1", "--port", str(port),
                         "--backend", backend, *args],
-                  Server(port, None, tmp / "none", tmp / "gateway.log", None), env)
+                  Server(port, None, tmp / "none", tmp / "gateway.log", None, ca, internal), env)
 
 
 def launch(tmp: Path, argv: list[str], server: Server, env: dict[str, str],

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -63,26 +64,29 @@ class Deployment:
         self.store.stop()
 
 
-def start_backend(folder: Path, store: RedisServer, embedded: bool) -> Server:
+def start_backend(folder: Path, store: RedisServer, embedded: bool, stations: str,
+                  env: dict[str, str]) -> Server:
     """`csms serve --mode gateway`, or (embedded) an app of our own around csms."""
     if not embedded:
-        return start_server(folder, STATIONS, "--mode", "gateway", "--redis-url", store.url,
+        return start_server(folder, stations, "--mode", "gateway", "--redis-url", store.url,
                             "--call-timeout", "5", CSMS_GATEWAY_TOKEN=TOKEN,
-                            CSMS_LOG_LEVEL="debug")
-    stations = folder / "stations.yaml"
-    stations.write_text(STATIONS)
+                            CSMS_LOG_LEVEL="debug", **env)
+    path = folder / "stations.yaml"
+    path.write_text(stations)
     port = free_port()
     return launch(folder, ["tests.e2e.gateway_app:app", "--factory", "--host", "127.0.0.1",
                            "--port", str(port), "--lifespan", "on"],
-                  Server(port, None, stations, folder / "server.log", None),
+                  Server(port, None, path, folder / "server.log", None),
                   {"CSMS_MODE": "gateway", "CSMS_REDIS_URL": store.url,
-                   "CSMS_STATIONS": str(stations), "CSMS_GATEWAY_TOKEN": TOKEN,
-                   "CSMS_CALL_TIMEOUT": "5",
+                   "CSMS_STATIONS": str(path), "CSMS_GATEWAY_TOKEN": TOKEN,
+                   "CSMS_CALL_TIMEOUT": "5", **env,
                    "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])},
                   module="uvicorn")
 
 
-def deploy(tmp: Path, embedded: bool = False) -> Deployment:
+def deploy(tmp: Path, embedded: bool = False, stations: str = STATIONS,
+           gateway_args: tuple[str, ...] = (), ca: ssl.SSLContext | None = None,
+           backend_env: dict[str, str] | None = None) -> Deployment:
     for name in ("redis", "backend0", "backend1", "nginx", "gateway"):
         (tmp / name).mkdir()
     with contextlib.ExitStack() as undo:  # what started is stopped if the rest fails
@@ -90,15 +94,16 @@ def deploy(tmp: Path, embedded: bool = False) -> Deployment:
         undo.callback(store.stop)
         backends = []
         for n in range(2):
-            backends.append(start_backend(tmp / f"backend{n}", store, embedded))
+            backends.append(start_backend(tmp / f"backend{n}", store, embedded, stations,
+                                          backend_env or {}))
             undo.callback(stop_server, backends[-1])
         nginx = Nginx(tmp / "nginx", [b.port for b in backends], route=Route(hash_by=""))
         nginx.start()
         undo.callback(nginx.stop)
         gateway = start_gateway(tmp / "gateway", f"http://127.0.0.1:{nginx.port}",
                                 "--ping-interval", "1", "--ping-timeout", "1",
-                                "--max-frame-size", "4096", CSMS_GATEWAY_TOKEN=TOKEN,
-                                CSMS_LOG_LEVEL="debug")
+                                "--max-frame-size", "4096", *gateway_args, ca=ca,
+                                CSMS_GATEWAY_TOKEN=TOKEN, CSMS_LOG_LEVEL="debug")
         undo.pop_all()
     return Deployment(store, backends, nginx, gateway)
 
@@ -543,3 +548,40 @@ def test_the_strict_ocpp_rpc_client_passes_through_the_gateway(
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "flows ok" in result.stdout
+
+
+
+async def test_tls_at_the_gateway_admits_profiles_2_and_3(tmp_path: Path) -> None:
+    from tests.e2e.test_tls import PROFILE_3, Pki
+
+    (tmp_path / "pki").mkdir()
+    pki = Pki(tmp_path / "pki")
+    internal = free_port()
+    d = deploy(tmp_path, stations=PROFILE_3, ca=pki.client(), gateway_args=(
+        "--ssl-certfile", str(pki.cert), "--ssl-keyfile", str(pki.key),
+        "--ssl-ca-certs", str(pki.ca_file), "--internal-port", str(internal)),
+        backend_env={"SSL_CERT_FILE": str(pki.ca_file)})  # they post to the gateway over TLS
+    try:
+        async with websockets.connect(
+                f"{d.ws}/tls-only", ssl=pki.client(), subprotocols=["ocpp1.6"],
+                additional_headers=basic("tls-only", "correct-horse-battery")) as station:
+            assert station.subprotocol == "ocpp1.6"  # profile 2: TLS ends at the gateway
+        for cert in (None, pki.stations["p3b"]):  # no certificate, another station's
+            refused = await status_of(f"{d.ws}/p3a", ssl=pki.client(cert),
+                                      subprotocols=["ocpp2.0.1"])
+            assert refused.response.status_code == 401
+        async with connected(d.ws, "p3a", "2.0.1", ssl=pki.client(pki.stations["p3a"])) as cs:
+            boot = await cs.call(call201.BootNotification(
+                charging_station={"model": "Two", "vendor_name": "Acme"}, reason="PowerUp"))
+            assert boot.status == "Accepted"
+            answer = await call(d.backends[0], "p3a", {"action": "GetVariables", "payload": {
+                "getVariableData": [{"component": {"name": "AuthCtrlr"},
+                                     "variable": {"name": "Enabled"}}]}})
+            assert answer.status_code == 200  # posted to the internal port, over TLS
+        # Stations only on the public port; the @connections API only on the internal one.
+        async with httpx.AsyncClient(verify=pki.client()) as c:
+            public = await c.post(f"https://127.0.0.1:{d.gateway.port}/@connections/x",
+                                  headers={"X-Gateway-Token": TOKEN})
+            assert public.status_code == 404
+    finally:
+        d.stop()

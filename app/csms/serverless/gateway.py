@@ -142,6 +142,13 @@ class Gateway:
         kind, path = scope["type"], scope.get("path", "")
         if kind == "lifespan":
             await self._lifespan(receive, send)
+        elif self.settings.internal_port is not None and (
+                kind == "websocket") == self._internal(scope):
+            # Split ports: stations only on the main one, everything else only internally.
+            if kind == "websocket":
+                await deny(scope, send, Rejection(404, "bad_path", "not found on this port"))
+            else:
+                await respond(send, 404, b"not found on this port\n")
         elif kind == "websocket":
             if path.startswith(OCPP_PREFIX):
                 await self._station(scope, receive, send)
@@ -159,6 +166,10 @@ class Gateway:
                           b"text/plain; version=0.0.4")
         else:
             await respond(send, 404, b"not found\n")
+
+    def _internal(self, scope: dict[str, Any]) -> bool:
+        server = scope.get("server")
+        return server is not None and server[1] == self.settings.internal_port
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -415,9 +426,9 @@ def close_frame(scope: dict[str, Any]) -> tuple[int, str]:
 
 
 def default_endpoint(settings: GatewaySettings) -> str:
-    scheme = "https" if settings.ssl_certfile else "http"
     host = settings.host if settings.host not in ("0.0.0.0", "::") else socket.gethostname()
-    return f"{scheme}://{host}:{settings.port}"
+    scheme = "https" if settings.ssl_certfile else "http"
+    return f"{scheme}://{host}:{settings.internal_port or settings.port}"
 
 
 def gateway_from_env() -> Gateway:
