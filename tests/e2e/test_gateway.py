@@ -202,6 +202,28 @@ async def test_the_backend_and_the_connections_api_want_the_token(
         assert ok.status_code == 410  # no such connection
 
 
+async def test_the_connections_api_sends_describes_and_closes(deployment: Deployment) -> None:
+    store = redis.Redis.from_url(deployment.store.url)
+    async with connected(deployment.ws, "rpc16", "1.6") as cp, httpx.AsyncClient(
+            base_url=deployment.gateway.http, headers={"X-Gateway-Token": TOKEN}) as gw:
+        await cp.call(call16.Heartbeat())
+        connection = store.hget("csms:gw:station:rpc16", "connection").decode()
+        info = (await gw.get(f"/@connections/{connection}")).json()
+        assert info["connectedAt"].endswith("Z") and info["identity"]["sourceIp"] == \
+            "127.0.0.1"
+        sent = await gw.post(f"/@connections/{connection}",
+                             content=b'[2,"by-hand","Reset",{"type":"Soft"}]')
+        assert sent.status_code == 200
+        await eventually(lambda: cp.resets_answered == 1)  # its answer matched nothing
+        closed = await gw.delete(f"/@connections/{connection}",
+                                 headers={"X-Close-Code": "4000", "X-Close-Reason": "bye"})
+        assert closed.status_code == 204
+        await asyncio.wait_for(cp._connection.wait_closed(), 5)
+        assert (cp._connection.close_code, cp._connection.close_reason) == (4000, "bye")
+        assert (await gw.get(f"/@connections/{connection}")).status_code == 410
+    store.close()
+
+
 # -- the flows -------------------------------------------------------------------------------
 
 async def test_an_ocpp16_station_charges_across_both_backends(deployment: Deployment) -> None:
