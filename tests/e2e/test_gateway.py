@@ -607,3 +607,16 @@ async def test_tls_at_the_gateway_admits_profiles_2_and_3(tmp_path: Path) -> Non
             assert public.status_code == 404
     finally:
         d.stop()
+
+
+async def test_while_redis_is_down_stations_get_clear_answers(embedded: Deployment) -> None:
+    async with websockets.connect(f"{embedded.ws}/any", subprotocols=["ocpp1.6"]) as station:
+        await station.send('[2,"h-1","Heartbeat",{}]')
+        assert json.loads(await asyncio.wait_for(station.recv(), 10))[0] == 3
+        embedded.store.kill()
+        await station.send('[2,"h-2","Heartbeat",{}]')  # the backend answers 503
+        answer = json.loads(await asyncio.wait_for(station.recv(), 10))
+        assert answer[:3] == [4, "h-2", "InternalError"]
+    refused = await status_of(f"{embedded.ws}/any", subprotocols=["ocpp1.6"])
+    assert refused.response.status_code == 503
+    assert int(refused.response.headers["Retry-After"]) > 0
