@@ -14,7 +14,6 @@ import asyncio
 import base64
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ from csms.serverless.contract import (
 )
 from csms.state.admission import TokenBucket
 from csms.state.connections import DRAINING
-from csms.web.drain import STEP, plan, watch_sigterm
+from csms.web.drain import in_batches, watch_sigterm
 from csms.web.handshake import Rejection, header, retry_later
 from csms.web.http_frames import read_body, respond
 from csms.web.websocket import NO_SUBPROTOCOL, deny
@@ -204,10 +203,6 @@ class Gateway:
         loop = asyncio.get_running_loop()
         bound = max(1.0, self.settings.graceful_timeout - SHUTDOWN_RESERVE)
         end = loop.time() + bound
-        stations = list(self.stations.values())
-        random.shuffle(stations)
-        size, batches = plan(len(stations), min(self.settings.drain_spread, bound * 0.8))
-        logger.info("draining %d stations in %d batches", len(stations), batches)
 
         async def close(station: _Station) -> None:
             if station.forwards:
@@ -217,11 +212,8 @@ class Gateway:
 
         try:
             async with asyncio.timeout_at(end):
-                for start in range(0, len(stations), size or 1):
-                    await asyncio.gather(*(close(s) for s in stations[start:start + size]),
-                                         return_exceptions=True)
-                    if start + size < len(stations):
-                        await asyncio.sleep(STEP * random.uniform(0.5, 1.5))
+                await in_batches(list(self.stations.values()), close,
+                                 min(self.settings.drain_spread, bound * 0.8))
         except TimeoutError:
             logger.warning("drain bound of %.0f s reached; closing the rest at once", bound)
         logger.info("drained")

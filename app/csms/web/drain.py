@@ -13,8 +13,8 @@ import logging
 import math
 import random
 import signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from csms.protocol.session import Session
 from csms.state.connections import DRAINING
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from csms.web.app import CsmsApp
 
 logger = logging.getLogger("csms.drain")
+T = TypeVar("T")
 STEP = 0.1  # seconds between batches, before jitter
 POLL = 0.05
 
@@ -38,16 +39,24 @@ async def _settled(session: Session, loop: asyncio.AbstractEventLoop, until: flo
         await asyncio.sleep(POLL)
 
 
+async def in_batches(items: list[T], close: Callable[[T], Awaitable[None]],
+                     spread: float) -> None:
+    """Close `items` in shuffled batches spread over `spread` seconds, with jitter."""
+    random.shuffle(items)
+    size, batches = plan(len(items), spread)
+    logger.info("draining %d stations in %d batches", len(items), batches)
+    for start in range(0, len(items), size or 1):
+        await asyncio.gather(*(close(item) for item in items[start:start + size]),
+                             return_exceptions=True)
+        if start + size < len(items):
+            await asyncio.sleep(STEP * random.uniform(0.5, 1.5))
+
+
 async def drain(app: "CsmsApp", bound: float) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + bound
     app.draining = True
     connections = app.services.connections
-    sessions = connections.sessions()
-    random.shuffle(sessions)
-    # Leave a fifth of the bound for in-flight work once the last batch is closed.
-    size, batches = plan(len(sessions), min(app.settings.drain_spread, bound * 0.8))
-    logger.info("draining %d stations in %d batches", len(sessions), batches)
 
     async def close(session: Session) -> None:
         await _settled(session, loop, min(end, loop.time() + 5.0))
@@ -56,11 +65,9 @@ async def drain(app: "CsmsApp", bound: float) -> None:
 
     try:
         async with asyncio.timeout_at(end):
-            for start in range(0, len(sessions), size or 1):
-                await asyncio.gather(*(close(s) for s in sessions[start:start + size]),
-                                     return_exceptions=True)
-                if start + size < len(sessions):
-                    await asyncio.sleep(STEP * random.uniform(0.5, 1.5))
+            # A fifth of the bound is left for in-flight work once the last batch is closed.
+            await in_batches(connections.sessions(), close,
+                             min(app.settings.drain_spread, bound * 0.8))
             await app.services.router.idle()
     except TimeoutError:
         logger.warning("drain bound of %.0f s reached; closing the rest at once", bound)
