@@ -293,6 +293,29 @@ async def test_an_ocpp21_station_is_served_and_called(deployment: Deployment) ->
                 "status": "Accepted"}
 
 
+async def test_the_api_lists_and_shows_the_stations_on_the_gateway(
+        deployment: Deployment) -> None:
+    async with connected(deployment.ws, "rpc16", "1.6"), \
+            connected(deployment.ws, "rpc201", "2.0.1"):
+        for backend in deployment.backends:
+            async with client(backend) as c:
+                listed = {s["id"]: s for s in (await c.get("/api/v1/stations")).json()}
+                assert {"rpc16", "rpc201"} <= set(listed)
+                assert listed["rpc201"]["version"] == "2.0.1" and listed["rpc201"]["connected"]
+                assert listed["rpc16"]["pod"] == deployment.gateway.http
+                assert listed["rpc16"]["connectedSince"].endswith("Z")
+                shown = (await c.get("/api/v1/stations/rpc201")).json()
+                assert shown["connectedSince"] == listed["rpc201"]["connectedSince"]
+
+    async def gone() -> bool:
+        async with client(deployment.backends[0]) as c:
+            listed = {s["id"] for s in (await c.get("/api/v1/stations")).json()}
+            shown = (await c.get("/api/v1/stations/rpc16")).json()
+        return not {"rpc16", "rpc201"} & listed and shown["connected"] is False
+
+    await eventually(gone)
+
+
 # -- calls to stations -----------------------------------------------------------------------
 
 async def test_api_calls_on_either_backend_take_turns_at_the_station(

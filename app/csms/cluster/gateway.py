@@ -30,6 +30,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from csms.clock import rfc3339
 from csms.cluster.codec import entry_from_json
 from csms.cluster.routing import _RELEASE, INBOX_TTL_MS, REPLY_GRACE, RedisRouter
 from csms.observability.counters import bump
@@ -290,6 +291,19 @@ class GatewayRouter(RedisRouter):
         if not connection:
             return None
         return Link(endpoint, connection, signing), version
+
+    async def describe(self, station_id: str) -> dict[str, Any] | None:
+        """The station's current connection as the API shows it, or None."""
+        try:
+            values = await self._redis.hmget(self._key("station", station_id),
+                                             ["endpoint", "version", "since"])
+        except RedisError as exc:
+            raise Unavailable(str(exc)) from exc
+        endpoint, version, since = (v.decode() if isinstance(v, bytes) else "" for v in values)
+        if not endpoint:
+            return None
+        return {"connected": True, "pod": endpoint, "version": version,
+                "connectedSince": rfc3339(float(since or 0))}
 
     async def stations(self) -> list[str]:
         """Every station connected through a gateway (for a registry reload)."""

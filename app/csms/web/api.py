@@ -188,7 +188,11 @@ def build_api(app: "CsmsApp") -> FastAPI:
     @api.get("/api/v1/stations", tags=["stations"], dependencies=[Depends(authorized)],
              response_model=list[StationView], responses=documented())
     async def list_stations() -> list[dict[str, Any]]:
-        """Stations connected to this process."""
+        """Stations connected to this process; in gateway mode, every station connected
+        through a gateway."""
+        if app.gateway is not None:
+            found = [await far_view(sid) for sid in await app.gateway.stations()]
+            return [v for v in found if v is not None]
         return [await view(s) for s in app.services.connections.sessions()]
 
     @api.get("/api/v1/stations/{station_id}", tags=["stations"], response_model=StationView,
@@ -199,15 +203,26 @@ def build_api(app: "CsmsApp") -> FastAPI:
         session = app.services.connections.get(station_id)
         if session is not None:
             return await view(session)
+        found = await far_view(station_id)
+        if found is None:
+            raise HTTPException(404, f"station {station_id!r} is unknown")
+        return found
+
+    async def far_view(station_id: str) -> dict[str, Any] | None:
+        """A station this process holds no socket of: connected elsewhere in the cluster,
+        through a gateway, or not at all; None when csms knows nothing of it."""
         entry = await app.services.registry.get(station_id)
         state = await app.services.stations.get(station_id)
-        owner = await app.services.router.owner(station_id)
-        if entry is None and state is None and owner is None:
-            raise HTTPException(404, f"station {station_id!r} is unknown")
-        body: dict[str, Any] = {"id": station_id, "connected": owner is not None}
-        if owner is not None:
-            body["pod"] = owner  # connected to another process of the cluster
+        if app.gateway is not None:
+            where = await app.gateway.describe(station_id)
+        else:
+            owner = await app.services.router.owner(station_id)
+            where = None if owner is None else {"connected": True, "pod": owner}
+        if entry is None and state is None and where is None:
+            return None
+        body: dict[str, Any] = {"id": station_id, "connected": False}
         body.update(state.view() if state else {"boot": None, "connectors": {}})
+        body.update(where or {})
         body["transactions"] = await transactions(station_id)
         return body
 
