@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import aiohttp
+import orjson
 
 from csms.serverless.contract import CLOSE_CODE, CLOSE_REASON, SIGV4, TOKEN, Link
 
@@ -46,36 +47,23 @@ class ConnectionsApi:
             self._session = None
 
     async def send(self, link: Link, text: str) -> None:
-        status, body = await self._request("POST", link, text.encode())
-        if status == 410:
+        if await self._request("POST", link, text.encode()) is None:
             raise Gone(f"connection {link.connection_id} is gone")
-        if status >= 300:
-            raise GatewayError(f"the gateway answered {status}: {body[:200]!r}")
 
     async def delete(self, link: Link, code: int = 1000, reason: str = "") -> bool:
         """Close the connection; False when it was gone already."""
         headers = {CLOSE_CODE.decode(): str(code), CLOSE_REASON.decode(): reason}
-        status, body = await self._request("DELETE", link, b"", headers)
-        if status == 410:
-            return False
-        if status >= 300:
-            raise GatewayError(f"the gateway answered {status}: {body[:200]!r}")
-        return True
+        return await self._request("DELETE", link, b"", headers) is not None
 
     async def info(self, link: Link) -> dict[str, Any] | None:
         """API Gateway's GetConnection: connectedAt, lastActiveAt, identity; None if gone."""
-        status, body = await self._request("GET", link, b"")
-        if status == 410:
-            return None
-        if status >= 300:
-            raise GatewayError(f"the gateway answered {status}: {body[:200]!r}")
-        import orjson
-
-        info: dict[str, Any] = orjson.loads(body)
-        return info
+        body = await self._request("GET", link, b"")
+        return None if body is None else dict(orjson.loads(body))
 
     async def _request(self, method: str, link: Link, body: bytes,
-                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+                       headers: dict[str, str] | None = None) -> bytes | None:
+        """The answer's body; None when the connection is gone (410), GatewayError when
+        the gateway refuses or cannot be reached."""
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -90,10 +78,15 @@ class ConnectionsApi:
         try:
             async with self._session.request(method, url, data=body or None,
                                              headers=headers) as response:
-                return response.status, await response.read()
+                status, answer = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(f"the gateway is unreachable: {type(exc).__name__} {exc}"
                                ) from None
+        if status == 410:
+            return None
+        if status >= 300:
+            raise GatewayError(f"the gateway answered {status}: {answer[:200]!r}")
+        return answer
 
 
 def aws_credentials() -> Any:

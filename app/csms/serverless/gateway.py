@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -369,8 +370,6 @@ class Gateway:
         elif station is None or station.closing:
             await respond(send, 410, b'{"message":"Gone"}', b"application/json")
         elif method == "GET":
-            import orjson
-
             await respond(send, 200, orjson.dumps(station.info()), b"application/json")
         elif method == "DELETE":
             code, reason = close_frame(scope)

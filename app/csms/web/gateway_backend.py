@@ -9,6 +9,7 @@ the gateway, and the response is empty.
 """
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from csms.protocol import frames
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("csms.gateway")
 
+_ANSWER = re.compile(r"\s*\[\s*[34]")
 UNKNOWN = Closing("unknown", 1008, "connection unknown to the central system")
 # The station's headers a connect request passes on to admission.
 _STATION_HEADERS = (b"authorization", b"sec-websocket-protocol", b"user-agent")
@@ -105,10 +107,17 @@ async def serve(app: "CsmsApp", scope: dict[str, Any], receive: Any, send: Any) 
 
 
 def _link(app: "CsmsApp", scope: dict[str, Any], connection_id: str) -> Link | None:
-    endpoint = app.settings.gateway_endpoint or header(scope, ENDPOINT)
-    if not endpoint or not endpoint.startswith(("http://", "https://")):
+    """The connection as the request names it, None without a usable endpoint."""
+    endpoint = header(scope, ENDPOINT) or ""
+    if not endpoint.startswith(("http://", "https://")) and not app.settings.gateway_endpoint:
         return None
-    return Link(endpoint, connection_id, header(scope, SIGNING) or "")
+    return _fixed(app, Link(endpoint, connection_id, header(scope, SIGNING) or ""))
+
+
+def _fixed(app: "CsmsApp", link: Link) -> Link:
+    """CSMS_GATEWAY_ENDPOINT, when set, wins over the endpoint requests or records name."""
+    fixed = app.settings.gateway_endpoint
+    return link if fixed is None else Link(fixed, link.connection_id, link.signing)
 
 
 def station_scope(scope: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +179,7 @@ async def message(app: "CsmsApp", scope: dict[str, Any], connection_id: str, bod
         await respond(send, 410, b"connection unknown or superseded\n")
         return
     sid = connection.station_id
-    link = connection.link if app.settings.gateway_endpoint is None else \
-        Link(app.settings.gateway_endpoint, connection_id, connection.link.signing)
+    link = _fixed(app, connection.link)
     entry = connection.entry or app.services.default_entry
     if entry is None or not entry.enabled:
         logger.info("%s: %s", sid, EVICTED.reason)
@@ -197,8 +205,7 @@ async def message(app: "CsmsApp", scope: dict[str, Any], connection_id: str, bod
 async def _answer_to_us(router: "GatewayRouter", station_id: str, text: str) -> bool:
     """A CALLRESULT or CALLERROR some backend waits for: handed to it. Anything else (and
     an answer nobody waits for, which the session reports) goes to a session."""
-    head = text.lstrip()[1:].lstrip()[:1]
-    if head not in ("3", "4"):
+    if _ANSWER.match(text) is None:  # no copy of the frame for the CALLs that pass here
         return False
     try:
         frame = frames.parse(text)
